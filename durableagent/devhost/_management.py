@@ -1,0 +1,303 @@
+"""Management API semantics (what the extension's HttpApiHandler does), independent of HTTP parsing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from . import _history as h
+from ._entities import entity_id as make_entity_id
+from ._entities import signal_message
+from ._history import EventType, RuntimeStatus
+from ._orchestrations import new_execution_id, orchestration_message, start_message
+from ._store import InstanceQuery, InstanceRecord, TaskHubStore, to_datetime
+
+
+class ManagementError(Exception):
+    """An error the API reports with a status code and the extension's error body."""
+
+    def __init__(self, status: int, message: str, exception_type: str = "System.ArgumentException") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.exception_type = exception_type
+
+    def body(self) -> dict[str, str]:
+        return {
+            "Message": "One or more of the arguments submitted is incorrect" if self.status == 400
+            else "An error has occurred.",
+            "ExceptionMessage": self.message,
+            "ExceptionType": self.exception_type,
+        }
+
+
+class NotFound(Exception):
+    """The instance or entity does not exist (the API answers 404 with an empty body)."""
+
+
+class Gone(Exception):
+    """The instance is in a state where the operation no longer applies (410)."""
+
+
+def status_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_query_time(text: str) -> float:
+    return h.parse_timestamp(text).timestamp()
+
+
+_RUNTIME_STATUS_NAMES = {s.name.lower(): s for s in RuntimeStatus}
+
+
+def parse_statuses(text: str) -> list[RuntimeStatus]:
+    found = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        status = _RUNTIME_STATUS_NAMES.get(part.lower())
+        if status is None:
+            raise ManagementError(400, f"Invalid runtime status '{part}'.")
+        found.append(status)
+    return found
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    show_history: bool = False
+    show_history_output: bool = False
+    show_input: bool = True
+
+
+class ManagementService:
+    """Start, query, signal and control orchestrations and entities in one task hub."""
+
+    def __init__(
+        self,
+        store: TaskHubStore,
+        clock: Callable[[], float],
+        orchestrator_names: Callable[[], Sequence[str]],
+        entity_names: Callable[[], Sequence[str]],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._orchestrator_names = orchestrator_names
+        self._entity_names = entity_names
+
+    # Orchestrations -------------------------------------------------------------------------------
+
+    def resolve_orchestrator(self, name: str) -> str:
+        for known in self._orchestrator_names():
+            if known.lower() == name.lower():
+                return known
+        raise ManagementError(
+            400,
+            f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function. "
+            f"Additional info: The following are the active orchestrator functions: "
+            f"{', '.join(repr(n) for n in self._orchestrator_names())}.",
+        )
+
+    def start(self, name: str, instance_id: str | None, input_json: str | None, version: str | None) -> str:
+        function_name = self.resolve_orchestrator(name)
+        instance_id = instance_id or uuid.uuid4().hex
+        _validate_instance_id(instance_id)
+        now = self._clock()
+        with self._store.transaction() as db:
+            existing = self._store.get_instance(instance_id)
+            if existing is not None and not existing.status.is_terminal:
+                raise ManagementError(
+                    500, f"An Orchestration instance with the ID '{instance_id}' already exists.",
+                    "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException",
+                )
+            record = InstanceRecord(
+                instance_id=instance_id, name=function_name, version=version, execution_id=new_execution_id(),
+                status=RuntimeStatus.Pending, input=input_json, output=None, custom_status=None,
+                created_at=now, updated_at=now, parent_instance_id=None, parent_execution_id=None,
+                parent_task_id=None,
+            )
+            self._store.clear_history(db, instance_id)
+            # Messages left for an earlier incarnation of this id must not reach the new one.
+            db.execute("DELETE FROM messages WHERE kind = 'orchestration' AND target = ?", (instance_id,))
+            self._store.put_instance(db, record)
+            self._store.put_messages(db, [start_message(record, now)])
+        return instance_id
+
+    def get_instance(self, instance_id: str) -> InstanceRecord:
+        record = self._store.get_instance(instance_id)
+        if record is None:
+            raise NotFound(instance_id)
+        return record
+
+    def status_body(self, record: InstanceRecord, options: StatusOptions) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": record.name,
+            "instanceId": record.instance_id,
+            "runtimeStatus": record.status.name,
+            "input": _token(record.input) if options.show_input else None,
+            "customStatus": _token(record.custom_status),
+            "output": _token(record.output),
+            "createdTime": status_time(record.created_at),
+            "lastUpdatedTime": status_time(record.updated_at),
+        }
+        if options.show_history:
+            body["historyEvents"] = self._compact_history(record.instance_id, options.show_history_output)
+        return body
+
+    def query(
+        self, query: InstanceQuery, top: int | None, continuation: str | None, options: StatusOptions
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        records = self._store.query_instances(query, top=top, after=continuation)
+        token = records[-1].instance_id if top is not None and len(records) == top else None
+        return [self.status_body(r, options) for r in records], token
+
+    def raise_event(self, instance_id: str, event_name: str, input_json: str | None) -> None:
+        record = self.get_instance(instance_id)
+        if record.status.is_terminal:
+            raise Gone(instance_id)
+        event = h.event_raised(to_datetime(self._clock()), event_name, input_json)
+        with self._store.transaction() as db:
+            self._store.put_messages(db, [orchestration_message(instance_id, event, None)])
+
+    def terminate(self, instance_id: str, reason: str | None) -> None:
+        self._control(instance_id, h.execution_terminated(to_datetime(self._clock()), reason))
+
+    def suspend(self, instance_id: str, reason: str | None) -> None:
+        self._control(instance_id, h.execution_suspended(to_datetime(self._clock()), reason))
+
+    def resume(self, instance_id: str, reason: str | None) -> None:
+        self._control(instance_id, h.execution_resumed(to_datetime(self._clock()), reason))
+
+    def _control(self, instance_id: str, event: h.HistoryEvent) -> None:
+        record = self.get_instance(instance_id)
+        if record.status.is_terminal:
+            raise Gone(instance_id)
+        with self._store.transaction() as db:
+            self._store.put_messages(db, [orchestration_message(instance_id, event, None)])
+
+    def restart(self, instance_id: str, new_instance_id: bool) -> str:
+        record = self.get_instance(instance_id)
+        target = uuid.uuid4().hex if new_instance_id else instance_id
+        if not new_instance_id and not record.status.is_terminal:
+            raise ManagementError(
+                400, f"An orchestration with the instanceId {instance_id} must be in a terminal state to restart."
+            )
+        return self.start(record.name, target, record.input, record.version)
+
+    def purge(self, instance_id: str) -> int:
+        with self._store.transaction() as db:
+            if self._store.get_instance(instance_id) is None:
+                return 0
+            self._store.delete_instance(db, instance_id)
+        return 1
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        terminal = [s for s in RuntimeStatus if s.is_terminal]
+        statuses = [s for s in (query.statuses or terminal) if s.is_terminal]
+        records = self._store.query_instances(replace(query, statuses=statuses))
+        with self._store.transaction() as db:
+            for record in records:
+                self._store.delete_instance(db, record.instance_id)
+        return len(records)
+
+    # Entities -------------------------------------------------------------------------------------
+
+    def signal_entity(self, name: str, key: str, operation: str, input_json: str | None) -> None:
+        _validate_entity(name, key)
+        scheduler_id = make_entity_id(name, key)
+        with self._store.transaction() as db:
+            self._store.put_messages(db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))])
+
+    def read_entity(self, name: str, key: str) -> str:
+        _validate_entity(name, key)
+        record = self._store.get_entity(make_entity_id(name, key))
+        if record is None or not record.exists:
+            raise NotFound(name)
+        return record.state if record.state is not None else "null"
+
+    def list_entities(self, name: str | None, fetch_state: bool) -> list[dict[str, Any]]:
+        found = []
+        for record in self._store.query_entities(name.lower() if name else None):
+            item: dict[str, Any] = {
+                "entityId": {"name": record.name, "key": record.key},
+                "lastOperationTime": status_time(record.last_modified),
+            }
+            if fetch_state:
+                item["state"] = _token(record.state)
+            found.append(item)
+        return found
+
+    # History, compacted as the extension shows it ---------------------------------------------------
+
+    def _compact_history(self, instance_id: str, with_output: bool) -> list[dict[str, Any]]:
+        events = self._store.get_history(instance_id)
+        scheduled = {e.event_id: e for e in events if e.type in (
+            EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED)}
+        shown: list[dict[str, Any]] = []
+        for event in events:
+            if event.type in (EventType.ORCHESTRATOR_STARTED, EventType.ORCHESTRATOR_COMPLETED,
+                              EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED,
+                              EventType.TIMER_CREATED, EventType.EVENT_SENT):
+                continue
+            item: dict[str, Any] = {"EventType": _event_name(event.type),
+                                    "Timestamp": h.format_timestamp(event.timestamp)}
+            task_id = event.get("TaskScheduledId", event.get("TimerId"))
+            origin = scheduled.get(int(task_id)) if task_id is not None else None
+            if origin is not None:
+                item["ScheduledTime"] = h.format_timestamp(origin.timestamp)
+                if origin.get("Name"):
+                    item["FunctionName"] = origin.get("Name")
+            if event.type == EventType.EXECUTION_STARTED:
+                item["FunctionName"] = event.get("Name")
+                if with_output:
+                    item["Input"] = _token(event.get("Input"))
+            if event.type in (EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_FAILED):
+                item["Reason"] = event.get("Reason")
+                item["Details"] = event.get("Details")
+            if event.type == EventType.EVENT_RAISED:
+                item["Name"] = event.get("Name")
+                if with_output:
+                    item["Input"] = _token(event.get("Input"))
+            if event.type == EventType.TIMER_FIRED:
+                item["FireAt"] = event.get("FireAt")
+            if event.type == EventType.EXECUTION_COMPLETED:
+                item["OrchestrationStatus"] = RuntimeStatus(int(event.get("OrchestrationStatus"))).name
+            if with_output and event.type in (EventType.TASK_COMPLETED, EventType.SUB_ORCHESTRATION_COMPLETED,
+                                              EventType.EXECUTION_COMPLETED):
+                item["Result"] = _token(event.get("Result"))
+            shown.append(item)
+        return shown
+
+
+def _event_name(kind: EventType) -> str:
+    names = {
+        EventType.SUB_ORCHESTRATION_COMPLETED: "SubOrchestrationInstanceCompleted",
+        EventType.SUB_ORCHESTRATION_FAILED: "SubOrchestrationInstanceFailed",
+        EventType.SUB_ORCHESTRATION_CREATED: "SubOrchestrationInstanceCreated",
+    }
+    return names.get(kind) or "".join(part.capitalize() for part in kind.name.split("_"))
+
+
+def _token(text: str | None) -> Any:
+    """The stored JSON text as the JSON value the API prints (the extension parses it to a JToken)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _validate_instance_id(instance_id: str) -> None:
+    if (not instance_id or len(instance_id) > 256 or instance_id.startswith("@")
+            or any(c in instance_id for c in "/\\#?") or any(ord(c) < 32 for c in instance_id)):
+        raise ManagementError(400, f"Invalid instance id '{instance_id}'.")
+
+
+def _validate_entity(name: str, key: str) -> None:
+    if not name or "@" in name or any(ord(c) < 32 for c in name + key):
+        raise ManagementError(400, f"Invalid entity id: name '{name}', key '{key}'.")

@@ -1,0 +1,359 @@
+"""Orchestration episodes: inbox + history → SDK invocation → shim replay → one atomic commit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import _history as h
+from ._history import EventType, HistoryEvent, RuntimeStatus
+from ._replay import (
+    CreateTimer,
+    InstanceRef,
+    NonDeterminismError,
+    ScheduleActivity,
+    SendEntityMessage,
+    ShimReplay,
+    StartSubOrchestration,
+    UnsupportedActionError,
+)
+from ._store import (
+    ACTIVITY,
+    ENTITY,
+    ORCHESTRATION,
+    InstanceRecord,
+    Message,
+    NewMessage,
+    TaskHubStore,
+    to_datetime,
+)
+
+_log = logging.getLogger("durableagent.devhost.orchestrations")
+
+_OOPROC_LABEL = "\n\n$OutOfProcData$:"
+_COMPLETIONS = {
+    EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_COMPLETED,
+    EventType.SUB_ORCHESTRATION_FAILED,
+}
+
+# Calls the orchestrator function by name with the context JSON; returns the state JSON or raises.
+InvokeOrchestrator = Callable[[str, str], Awaitable[str]]
+
+
+class UnknownFunctionError(Exception):
+    """No orchestrator function of that name is registered."""
+
+
+def orchestration_message(
+    instance_id: str, event: HistoryEvent, execution_id: str | None, *, visible_at: float = 0.0,
+    dedup_key: str | None = None,
+) -> NewMessage:
+    """A message that delivers ``event`` to an orchestration (``execution_id`` None: any execution)."""
+    return NewMessage(
+        ORCHESTRATION, instance_id, {"event": event.to_wire(), "execution": execution_id}, visible_at, dedup_key
+    )
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
+
+
+def start_message(record: InstanceRecord, now: float, scheduled_start: float | None = None) -> NewMessage:
+    parent = None
+    if record.parent_instance_id:
+        parent = {
+            "OrchestrationInstance": {
+                "InstanceId": record.parent_instance_id, "ExecutionId": record.parent_execution_id,
+            },
+            "TaskScheduleId": record.parent_task_id,
+        }
+    event = h.execution_started(
+        to_datetime(now), instance_id=record.instance_id, execution_id=record.execution_id,
+        name=record.name, version=record.version, input_json=record.input, parent=parent,
+    )
+    return orchestration_message(record.instance_id, event, record.execution_id, visible_at=scheduled_start or 0.0)
+
+
+@dataclass
+class _Episode:
+    record: InstanceRecord
+    consumed: list[int] = field(default_factory=list)
+    new_events: list[HistoryEvent] = field(default_factory=list)
+    outbound: list[NewMessage] = field(default_factory=list)
+    reset_history: bool = False
+
+
+class OrchestrationWorker:
+    """Runs one episode of one orchestration instance at a time (the dispatcher guarantees that)."""
+
+    def __init__(self, store: TaskHubStore, invoke: InvokeOrchestrator, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._invoke = invoke
+        self._clock = clock
+
+    async def process(self, instance_id: str) -> None:
+        now = self._clock()
+        inbox = self._store.ready_messages(ORCHESTRATION, now, target=instance_id)
+        if not inbox:
+            return
+        record = self._store.get_instance(instance_id)
+        if record is None:
+            self._drop(inbox, "no such instance")
+            return
+        episode = _Episode(record)
+        history = self._store.get_history(instance_id)
+        events = self._triage(episode, history, inbox)
+        if events is not None:
+            await self._run(episode, history, events, now)
+        self._commit(episode)
+
+    # Which inbox messages this episode takes, and what it does with control messages -------------
+
+    def _triage(
+        self, episode: _Episode, history: list[HistoryEvent], inbox: list[Message]
+    ) -> list[HistoryEvent] | None:
+        record = episode.record
+        now = to_datetime(self._clock())
+        done_ids = {int(e.get("TaskScheduledId")) for e in history if e.type in _COMPLETIONS}
+        fired = {int(e.get("TimerId")) for e in history if e.type == EventType.TIMER_FIRED}
+        deliver: list[HistoryEvent] = []
+        status = record.status
+        for message in inbox:
+            event = HistoryEvent.from_wire(message.body["event"])
+            execution = message.body.get("execution")
+            if event.type == EventType.EXECUTION_STARTED:
+                episode.consumed.append(message.id)
+                if execution == record.execution_id and status == RuntimeStatus.Pending and not history:
+                    deliver.append(event)
+                    status = RuntimeStatus.Running
+                continue
+            if status.is_terminal:
+                # DTFx discards messages for finished instances.
+                episode.consumed.append(message.id)
+                continue
+            if execution is not None and execution != record.execution_id:
+                episode.consumed.append(message.id)  # addressed to an earlier execution
+                continue
+            if event.type == EventType.EXECUTION_TERMINATED:
+                episode.consumed.append(message.id)
+                self._terminate(episode, event, now)
+                return None
+            if event.type == EventType.EXECUTION_SUSPENDED:
+                episode.consumed.append(message.id)
+                if status in (RuntimeStatus.Running, RuntimeStatus.Pending):
+                    status = RuntimeStatus.Suspended
+                    episode.new_events.append(h.execution_suspended(now, event.get("Reason")))
+                continue
+            if event.type == EventType.EXECUTION_RESUMED:
+                episode.consumed.append(message.id)
+                if status == RuntimeStatus.Suspended:
+                    status = RuntimeStatus.Running
+                    episode.new_events.append(h.execution_resumed(now, event.get("Reason")))
+                continue
+            if status == RuntimeStatus.Suspended:
+                continue  # held in the inbox until resumed
+            if event.type in _COMPLETIONS:
+                task_id = int(event.get("TaskScheduledId"))
+                if task_id in done_ids:
+                    episode.consumed.append(message.id)  # a redelivered completion
+                    continue
+                done_ids.add(task_id)
+            if event.type == EventType.TIMER_FIRED:
+                if int(event.get("TimerId")) in fired:
+                    episode.consumed.append(message.id)
+                    continue
+                fired.add(int(event.get("TimerId")))
+            episode.consumed.append(message.id)
+            deliver.append(event)
+        episode.record = replace(record, status=status)
+        if status in (RuntimeStatus.Suspended, RuntimeStatus.Pending) or not deliver:
+            # Nothing for the orchestrator to see; still record control events, if any.
+            if episode.new_events:
+                episode.new_events = [h.orchestrator_started(now), *episode.new_events,
+                                      h.orchestrator_completed(now)]
+            return None
+        return deliver
+
+    def _terminate(self, episode: _Episode, event: HistoryEvent, now: Any) -> None:
+        reason = event.get("Input")
+        episode.new_events = [
+            h.orchestrator_started(now), event,
+            h.execution_completed(now, RuntimeStatus.Terminated, json.dumps(reason)),
+            h.orchestrator_completed(now),
+        ]
+        episode.record = replace(
+            episode.record, status=RuntimeStatus.Terminated, output=json.dumps(reason), updated_at=self._clock()
+        )
+        self._notify_parent(episode, failed_reason=f"Orchestration terminated: {reason}")
+
+    # One invocation of the orchestrator ----------------------------------------------------------
+
+    async def _run(
+        self, episode: _Episode, history: list[HistoryEvent], delivered: list[HistoryEvent], now_ts: float
+    ) -> None:
+        record = episode.record
+        now = to_datetime(now_ts)
+        started = [h.orchestrator_started(now), *episode.new_events, *delivered]
+        full = [*history, *started]
+        context = {
+            "history": [e.to_wire(is_played=i < len(history)) for i, e in enumerate(full)],
+            "input": json.loads(record.input) if record.input is not None else None,
+            "instanceId": record.instance_id,
+            "isReplaying": False,
+            "parentInstanceId": record.parent_instance_id,
+            "upperSchemaVersion": 1,
+            "upperSchemaVersionNew": 2,
+            "longRunningTimerIntervalDuration": "3.00:00:00",
+            "maximumShortTimerDuration": "6.00:00:00",
+            "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+        }
+        state: dict[str, Any] | None = None
+        failure: str | None = None
+        try:
+            state = json.loads(await self._invoke(record.name, json.dumps(context)))
+        except UnknownFunctionError as exc:
+            failure = str(exc)
+        except Exception as exc:  # the user's code, reported the way the extension reports it
+            text = str(getattr(exc, "message", None) or exc)
+            if _OOPROC_LABEL in text:
+                state = json.loads(text.split(_OOPROC_LABEL, 1)[1])
+            else:
+                failure = f"Orchestrator function '{record.name}' failed: {text}"
+        episode.new_events = list(started)
+        if state is not None:
+            failure = self._replay(episode, full, len(history), state, now)
+        if failure is not None:
+            self._complete(episode, RuntimeStatus.Failed, json.dumps(failure), now, failed_reason=failure)
+        episode.new_events.append(h.orchestrator_completed(now))
+
+    def _replay(
+        self, episode: _Episode, full: list[HistoryEvent], new_from: int, state: dict[str, Any], now: Any
+    ) -> str | None:
+        record = episode.record
+        actions = state.get("actions") or [[]]
+        flat = [a for group in actions for a in group]
+        replay = ShimReplay(InstanceRef(record.instance_id, record.execution_id), flat)
+        try:
+            result = replay.run(full, new_from)
+        except (NonDeterminismError, UnsupportedActionError) as exc:
+            return f"Orchestrator function '{record.name}' failed: {exc}"
+        if "customStatus" in state:
+            episode.record = replace(record, custom_status=json.dumps(state["customStatus"]))
+        for decision, event in result.decisions:
+            episode.new_events.append(event)
+            episode.outbound.append(self._outbound(episode.record, decision))
+        if not result.walk_finished:
+            return None
+        if state.get("error"):
+            return f"Orchestrator function '{record.name}' failed: {state['error']}"
+        if state.get("isDone"):
+            wants_new, new_input = result.continue_as_new
+            if wants_new:
+                self._continue_as_new(episode, new_input, now)
+            else:
+                self._complete(episode, RuntimeStatus.Completed, json.dumps(state.get("output")), now)
+        return None
+
+    def _outbound(self, record: InstanceRecord, decision: Any) -> NewMessage:
+        instance_id, execution_id = record.instance_id, record.execution_id
+        if isinstance(decision, ScheduleActivity):
+            return NewMessage(ACTIVITY, instance_id, {
+                "execution": execution_id, "taskId": decision.task_id, "name": decision.name,
+                "input": decision.input,
+            })
+        if isinstance(decision, CreateTimer):
+            event = h.timer_fired(decision.fire_at, decision.task_id, h.format_timestamp(decision.fire_at))
+            return orchestration_message(
+                instance_id, event, execution_id, visible_at=decision.fire_at.timestamp(),
+                dedup_key=f"timer:{instance_id}:{execution_id}:{decision.task_id}",
+            )
+        if isinstance(decision, StartSubOrchestration):
+            return NewMessage(ORCHESTRATION, decision.instance_id, {
+                "startSub": {
+                    "name": decision.name, "version": decision.version,
+                    "input": json.dumps(decision.input) if decision.input is not None else None,
+                    "parentInstanceId": instance_id, "parentExecutionId": execution_id,
+                    "taskId": decision.task_id,
+                },
+            })
+        assert isinstance(decision, SendEntityMessage)
+        return NewMessage(ENTITY, decision.target, {"request": decision.request})
+
+    def _complete(
+        self, episode: _Episode, status: RuntimeStatus, output_json: str, now: Any, failed_reason: str | None = None
+    ) -> None:
+        episode.new_events.append(h.execution_completed(now, status, output_json))
+        episode.record = replace(episode.record, status=status, output=output_json, updated_at=self._clock())
+        self._notify_parent(episode, failed_reason=failed_reason)
+
+    def _continue_as_new(self, episode: _Episode, new_input: Any, now: Any) -> None:
+        old = episode.record
+        # The SDK sends a df_dumps string; the extension stores it as a JSON string literal.
+        stored_input = json.dumps(new_input) if new_input is not None else None
+        episode.record = replace(
+            old, execution_id=new_execution_id(), status=RuntimeStatus.Running, input=stored_input,
+            output=None, updated_at=self._clock(),
+        )
+        episode.reset_history = True
+        episode.new_events = []
+        # Pending decisions of the old execution that are not fire-and-forget die with it.
+        episode.outbound = [m for m in episode.outbound if m.kind == ENTITY and m.body["request"].get("signal")]
+        episode.outbound.append(start_message(episode.record, self._clock()))
+
+    def _notify_parent(self, episode: _Episode, failed_reason: str | None) -> None:
+        record = episode.record
+        if not record.parent_instance_id or record.parent_task_id is None:
+            return
+        now = to_datetime(self._clock())
+        if record.status == RuntimeStatus.Completed:
+            event = h.sub_orchestration_completed(now, record.parent_task_id, record.output)
+        else:
+            event = h.sub_orchestration_failed(now, record.parent_task_id, failed_reason or "failed", None)
+        episode.outbound.append(orchestration_message(record.parent_instance_id, event, record.parent_execution_id))
+
+    # Commit ---------------------------------------------------------------------------------------
+
+    def _commit(self, episode: _Episode) -> None:
+        starts = [m for m in episode.outbound if "startSub" in m.body]
+        others = [m for m in episode.outbound if "startSub" not in m.body]
+        with self._store.transaction() as db:
+            self._store.delete_messages(db, episode.consumed)
+            if episode.reset_history:
+                self._store.clear_history(db, episode.record.instance_id)
+            if episode.new_events:
+                self._store.append_history(db, episode.record.instance_id, episode.new_events)
+            self._store.put_instance(db, replace(episode.record, updated_at=self._clock()))
+            self._store.put_messages(db, others)
+            for message in starts:
+                self._start_sub_orchestration(db, message)
+
+    def _start_sub_orchestration(self, db: Any, message: NewMessage) -> None:
+        spec = message.body["startSub"]
+        now = self._clock()
+        existing = self._store.get_instance(message.target)
+        if existing is not None and not existing.status.is_terminal:
+            event = h.sub_orchestration_failed(
+                to_datetime(now), spec["taskId"],
+                f"An Orchestration instance with the ID '{message.target}' already exists.", None,
+            )
+            self._store.put_messages(db, [orchestration_message(
+                spec["parentInstanceId"], event, spec["parentExecutionId"])])
+            return
+        record = InstanceRecord(
+            instance_id=message.target, name=spec["name"], version=spec.get("version"),
+            execution_id=new_execution_id(), status=RuntimeStatus.Pending, input=spec["input"], output=None,
+            custom_status=None, created_at=now, updated_at=now, parent_instance_id=spec["parentInstanceId"],
+            parent_execution_id=spec["parentExecutionId"], parent_task_id=spec["taskId"],
+        )
+        self._store.clear_history(db, record.instance_id)
+        self._store.put_instance(db, record)
+        self._store.put_messages(db, [start_message(record, now)])
+
+    def _drop(self, inbox: list[Message], why: str) -> None:
+        _log.warning("Dropping %d message(s) for %s: %s", len(inbox), inbox[0].target, why)
+        with self._store.transaction() as db:
+            self._store.delete_messages(db, [m.id for m in inbox])
