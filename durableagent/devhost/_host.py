@@ -1,0 +1,334 @@
+"""The local host: settings, storage, the app, the durable engine, HTTP, queues and timers, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+from azure.functions.meta import Datum
+
+from ._activities import ActivityWorker
+from ._app_loader import LoadedApp, load_function_app
+from ._azurite import AzuriteProcess, start_azurite_if_needed
+from ._dispatcher import Concurrency, Dispatcher
+from ._entities import EntityWorker
+from ._functions import (
+    ACTIVITY_TRIGGER,
+    ENTITY_TRIGGER,
+    HTTP_TRIGGER,
+    ORCHESTRATION_TRIGGER,
+    QUEUE_TRIGGER,
+    IndexedFunction,
+)
+from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
+from ._invoker import Invoker
+from ._management import ManagementService
+from ._management_http import ManagementApi
+from ._orchestrations import OrchestrationWorker, UnknownFunctionError
+from ._queue_trigger import QueueListener, send_queue_messages
+from ._settings import HostSettings, LocalSettings, load_host_settings, load_local_settings
+from ._store import TaskHubStore
+from ._timer_trigger import TimerScheduler
+from ._trigger_input import TriggerInput
+
+_log = logging.getLogger("durableagent.devhost")
+
+RPC_PREFIX = "/durabletask"
+WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
+STATE_DIR = ".durableagent"
+
+
+class HostStartError(Exception):
+    """The host cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """How to run the host.
+
+    Attributes:
+        app_dir: The function app's root (where ``function_app.py`` and ``host.json`` are).
+        port: The HTTP port (``func start`` uses 7071).
+        bind: The address to listen on.
+        enforce_keys: Require function keys for non-anonymous routes (``func start`` does not).
+        start_azurite: Start Azurite when the app uses development storage and none is running.
+    """
+
+    app_dir: Path
+    port: int = 7071
+    bind: str = "127.0.0.1"
+    enforce_keys: bool = False
+    start_azurite: bool = True
+
+
+class _QueueSink:
+    """Queue output bindings: messages go to the storage account named by the binding."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+
+    async def queue(self, binding: dict[str, Any], datum: Datum) -> None:
+        setting = str(binding.get("connection") or "AzureWebJobsStorage")
+        connection = os.environ.get(setting) or os.environ.get(f"{setting}__connectionString")
+        if not connection:
+            raise RuntimeError(f"queue output: app setting '{setting}' is not set")
+        name = _substitute(str(binding["queueName"])).lower()
+        value = datum.value
+        if datum.type == "json" and isinstance(value, str):
+            parsed = json.loads(value)
+            items = parsed if isinstance(parsed, list) else [parsed]
+            messages: list[str | bytes] = [i if isinstance(i, str) else json.dumps(i) for i in items]
+        elif isinstance(value, bytes | str):
+            messages = [value]
+        else:
+            messages = [json.dumps(value)]
+        encoding = "none" if self._encoding == "none" else "base64"
+        await send_queue_messages(connection, name, messages, encoding)
+
+
+def _substitute(text: str) -> str:
+    if text.startswith("%") and text.endswith("%") and len(text) > 2:
+        return os.environ.get(text[1:-1], text)
+    return text
+
+
+class Host:
+    """One running local host for one app directory."""
+
+    def __init__(self, options: HostOptions) -> None:
+        self.options = options
+        self.app_dir = options.app_dir.resolve()
+        self.state_dir = self.app_dir / STATE_DIR
+        self.local: LocalSettings | None = None
+        self.settings: HostSettings | None = None
+        self.loaded: LoadedApp | None = None
+        self.keys: FunctionKeys | None = None
+        self._lock_file: IO[str] | None = None
+        self._azurite: AzuriteProcess | None = None
+        self._store: TaskHubStore | None = None
+        self._invoker: Invoker | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._runner: web.AppRunner | None = None
+        self._timers: TimerScheduler | None = None
+        self._queues: list[QueueListener] = []
+        self._by_kind: dict[str, dict[str, IndexedFunction]] = {}
+
+    # Start-up -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self.local = load_local_settings(self.app_dir)
+        if self.local.notice:
+            _log.warning("%s", self.local.notice)
+        self.settings = load_host_settings(self.app_dir)
+        if self.options.start_azurite:
+            storage = os.environ.get("AzureWebJobsStorage", "")
+            self._azurite = await asyncio.to_thread(
+                start_azurite_if_needed, storage, self.app_dir, location=self.state_dir / "azurite"
+            )
+            if self._azurite is not None:
+                _log.info("Started Azurite (pid %s), data in %s", self._azurite.pid, self._azurite.location)
+        self.loaded = load_function_app(self.app_dir, route_prefix=self.settings.http.route_prefix)
+        functions = self.loaded.functions
+        for kind in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER):
+            self._by_kind[kind] = {f.durable_name.lower(): f for f in functions if f.trigger_type == kind}
+        self.keys = load_or_create_keys(self.app_dir)
+        self._invoker = Invoker(
+            functions,
+            output_sink=_QueueSink(self.settings.queues.message_encoding),
+            client_binding_json=self.client_binding_json,
+            function_timeout=self.settings.function_timeout,
+        )
+        await self._start_durable()
+        await self._start_http()
+        self._timers = TimerScheduler(functions, self._invoke_trigger, self.state_dir / "timers")
+        for fn in functions:
+            if fn.trigger_type == QUEUE_TRIGGER:
+                self._queues.append(QueueListener(fn, self._invoke_trigger, self.settings.queues))
+        for listener in self._queues:
+            await listener.start()
+        await self._timers.start()
+
+    def _take_lock(self) -> None:
+        handle = open(self.state_dir / "host.lock", "a+")  # noqa: SIM115 - held for the host's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise HostStartError(
+                f"Another durableagent host is already running for {self.app_dir} (lock {handle.name})."
+            ) from exc
+        self._lock_file = handle
+
+    async def _start_durable(self) -> None:
+        assert self.settings is not None
+        durable = self.settings.durable_task
+        hub = durable.hub_name
+        self._store = TaskHubStore(self.state_dir / f"taskhub-{hub}.sqlite", on_commit=self._notify)
+        clock = time.time
+        self._dispatcher = Dispatcher(
+            self._store,
+            OrchestrationWorker(self._store, self._invoke_orchestrator, clock),
+            ActivityWorker(self._store, self._invoke_activity, clock),
+            EntityWorker(self._store, self._invoke_entity, clock, durable.max_entity_operation_batch_size),
+            clock,
+            Concurrency(
+                orchestrations=durable.max_concurrent_orchestrator_functions,
+                activities=durable.max_concurrent_activity_functions,
+                entities=durable.max_concurrent_orchestrator_functions,
+            ),
+        )
+        self._dispatcher.start()
+
+    def _notify(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.notify()
+
+    async def _start_http(self) -> None:
+        assert self.settings is not None and self.loaded is not None and self._store is not None
+        assert self._invoker is not None
+        service = ManagementService(
+            self._store, time.time,
+            lambda: [f.durable_name for f in self._by_kind[ORCHESTRATION_TRIGGER].values()],
+            lambda: [f.durable_name for f in self._by_kind[ENTITY_TRIGGER].values()],
+        )
+        api = ManagementApi(service, self._public_webhook_base, self.settings.durable_task.hub_name)
+        routes = [*api.routes(RPC_PREFIX), *api.routes(WEBHOOK_PREFIX)]
+        app = build_http_app(
+            self.loaded.functions, self._invoker, route_prefix=self.settings.http.route_prefix,
+            enforce_keys=self.options.enforce_keys, keys=self.keys, extra_routes=routes,
+        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.bind, self.options.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise HostStartError(f"Port {self.options.port} is unavailable: {exc.strerror or exc}") from exc
+
+    # Durable client binding -------------------------------------------------------------------------
+
+    def _public_webhook_base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}{WEBHOOK_PREFIX}"
+
+    def client_binding_json(self, origin: str | None) -> str:
+        """The ``durableClient`` binding payload, as the extension builds it."""
+        assert self.settings is not None
+        hub = self.settings.durable_task.hub_name
+        base = f"{origin or f'http://localhost:{self.options.port}'}{WEBHOOK_PREFIX}"
+        code = f"&code={self.keys.master}" if self.options.enforce_keys and self.keys else ""
+        query = f"taskHub={hub}&connection=Storage{code}"
+        instance = f"{base}/instances/INSTANCEID"
+        return json.dumps({
+            "taskHubName": hub,
+            "creationUrls": {
+                "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?{query}",
+                "createAndWaitOnNewInstancePostUri": (
+                    f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                    f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}"
+                ),
+            },
+            "managementUrls": {
+                "id": "INSTANCEID",
+                "statusQueryGetUri": f"{instance}?{query}",
+                "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                "purgeHistoryDeleteUri": f"{instance}?{query}",
+                "restartPostUri": f"{instance}/restart?{query}",
+                "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+            },
+            "baseUrl": base,
+            "requiredQueryStringParameters": code.lstrip("&"),
+            "rpcBaseUrl": f"http://127.0.0.1:{self.options.port}{RPC_PREFIX}/",
+        })
+
+    # Invocation adapters ----------------------------------------------------------------------------
+
+    def _durable_function(self, kind: str, name: str) -> IndexedFunction:
+        fn = self._by_kind.get(kind, {}).get(name.lower())
+        if fn is None:
+            raise UnknownFunctionError(
+                f"The function '{name}' doesn't exist, is disabled, or is not a {kind.removesuffix('Trigger')} "
+                "function."
+            )
+        return fn
+
+    async def _invoke_orchestrator(self, name: str, context_json: str) -> str:
+        assert self._invoker is not None
+        return await self._invoker.invoke_durable(self._durable_function(ORCHESTRATION_TRIGGER, name), context_json)
+
+    async def _invoke_activity(self, name: str, input_json: str) -> str:
+        assert self._invoker is not None
+        return await self._invoker.invoke_activity(self._durable_function(ACTIVITY_TRIGGER, name), input_json)
+
+    async def _invoke_entity(self, name: str, batch_json: str) -> str:
+        assert self._invoker is not None
+        return await self._invoker.invoke_durable(self._durable_function(ENTITY_TRIGGER, name), batch_json)
+
+    async def _invoke_trigger(self, fn: IndexedFunction, trigger: TriggerInput) -> None:
+        assert self._invoker is not None
+        await self._invoker.invoke_trigger(fn, trigger)
+
+    # Shut-down ----------------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        if self._timers is not None:
+            await self._timers.stop()
+        for listener in self._queues:
+            await listener.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self._invoker is not None:
+            self._invoker.close()
+        if self._store is not None:
+            self._store.close()
+        if self._azurite is not None:
+            await asyncio.to_thread(self._azurite.stop)
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    # What ``func start`` prints ------------------------------------------------------------------------
+
+    def describe_functions(self) -> list[str]:
+        assert self.loaded is not None and self.settings is not None
+        lines = ["", "Functions:", ""]
+        prefix = self.settings.http.route_prefix.strip("/")
+        for fn in self.loaded.functions:
+            if fn.trigger_type == HTTP_TRIGGER:
+                methods = ",".join(m.upper() for m in (fn.trigger.get("methods") or [])) or "GET,POST,..."
+                route = str(fn.trigger.get("route") or fn.name).strip("/")
+                path = "/".join(p for p in (prefix, route) if p)
+                lines.append(f"        {fn.name}: [{methods}] http://localhost:{self.options.port}/{path}")
+            else:
+                lines.append(f"        {fn.name}: {fn.trigger_type}")
+            lines.append("")
+        return lines
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def function_names(functions: Sequence[IndexedFunction]) -> list[str]:
+    return [f.name for f in functions]

@@ -1,0 +1,223 @@
+"""The HTTP front end: an aiohttp application that routes requests to HTTP-trigger functions.
+
+Like the Functions host it answers 404 when no route matches, 401 with an empty body when a required
+key is missing or wrong, and 500 with an empty body when the function fails (the failure is logged by
+the invoker). Keys are checked only when the host is told to (``func start`` does not check them).
+The caller's own routes (the Durable management API) are registered first, and the host's reserved
+``/admin`` and ``/runtime`` paths are never handed to a function.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ._app_loader import http_methods, http_route
+from ._functions import HTTP_TRIGGER, IndexedFunction
+from ._invoker import FunctionInvocationError, HttpRequestData, HttpResponseData
+from ._routes import MethodNotAllowed, RouteTable, join_route, split_path
+
+__all__ = ["MAX_REQUEST_BYTES", "FunctionKeys", "HttpInvoker", "build_http_app", "load_or_create_keys"]
+
+# Azure's limit on HTTP-trigger request bodies.
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
+KEYS_FILE = Path(".durableagent") / "keys.json"
+
+_RESERVED_ROOTS = ("admin", "runtime")
+# aiohttp computes these itself; copying a function's values would corrupt the response framing.
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+class HttpInvoker(Protocol):
+    """The part of :class:`~durableagent.devhost._invoker.Invoker` the front end needs."""
+
+    async def invoke_http(self, fn: IndexedFunction, request: HttpRequestData) -> HttpResponseData:
+        """Run ``fn`` for ``request``; raise ``FunctionInvocationError`` when it fails."""
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionKeys:
+    """The host's keys: the master key (admin level) and the default function key."""
+
+    master: str
+    default_function: str
+
+    def allows(self, auth_level: str, presented: str | None) -> bool:
+        """Whether a request presenting ``presented`` may call a function at ``auth_level``."""
+        level = auth_level.upper()
+        if level == "ANONYMOUS":
+            return True
+        if not presented:
+            return False
+        accepted = [self.master] if level == "ADMIN" else [self.master, self.default_function]
+        # Constant-time comparison: keys are secrets.
+        return any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted)
+
+
+def _new_key() -> str:
+    return secrets.token_urlsafe(40)
+
+
+def load_or_create_keys(app_dir: str | os.PathLike[str]) -> FunctionKeys:
+    """Read ``<app_dir>/.durableagent/keys.json``, creating it (mode 0600) with fresh keys the first time.
+
+    Raises:
+        ValueError: The file exists but is not the expected JSON.
+    """
+    path = Path(app_dir) / KEYS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = FunctionKeys(master=_new_key(), default_function=_new_key())
+    document = {"masterKey": keys.master, "functionKeys": {"default": keys.default_function}}
+    try:
+        # O_EXCL: when two hosts start at once, exactly one writes and both read the same keys.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_keys(path)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+    return keys
+
+
+def _read_keys(path: Path) -> FunctionKeys:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return FunctionKeys(
+            master=str(document["masterKey"]), default_function=str(document["functionKeys"]["default"])
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a keys file ({exc}); delete it to generate new keys") from exc
+
+
+def _auth_level(fn: IndexedFunction) -> str:
+    # The decorators always write authLevel; the host's default for a bare binding is FUNCTION.
+    return str(fn.trigger.get("authLevel") or "FUNCTION")
+
+
+def _request_headers(request: web.Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    return headers
+
+
+def _request_query(request: web.Request) -> dict[str, str]:
+    # ASP.NET's query collection is case-insensitive and joins repeated keys with ","; the host drops
+    # parameters whose value is empty.
+    merged: dict[str, tuple[str, list[str]]] = {}
+    for name, value in request.rel_url.query.items():
+        _, values = merged.setdefault(name.lower(), (name, []))
+        values.append(value)
+    return {name: ",".join(values) for name, values in merged.values() if ",".join(values)}
+
+
+def _to_web_response(response: HttpResponseData) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in response.headers:
+        if name.lower() not in _HOP_BY_HOP:
+            headers.add(name, value)
+    return web.Response(status=response.status, body=response.body, headers=headers)
+
+
+class _FunctionRouter:
+    def __init__(
+        self,
+        functions: Sequence[IndexedFunction],
+        invoker: HttpInvoker,
+        *,
+        route_prefix: str,
+        keys: FunctionKeys | None,
+        enforce_keys: bool,
+    ) -> None:
+        self._invoker = invoker
+        self._keys = keys
+        self._enforce_keys = enforce_keys
+        self._table: RouteTable[IndexedFunction] = RouteTable()
+        for fn in functions:
+            if fn.trigger_type == HTTP_TRIGGER:
+                self._table.add(join_route(route_prefix, http_route(fn)), fn, http_methods(fn))
+
+    def _authorized(self, fn: IndexedFunction, request: web.Request) -> bool:
+        if not self._enforce_keys:
+            return True
+        assert self._keys is not None  # build_http_app requires keys when enforcing
+        presented = request.headers.get(KEY_HEADER) or request.rel_url.query.get(KEY_QUERY)
+        return self._keys.allows(_auth_level(fn), presented)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.rel_url.raw_path
+        segments = split_path(raw_path)
+        if segments and segments[0].lower() in _RESERVED_ROOTS:
+            return web.Response(status=404)
+        found = self._table.lookup(request.method, raw_path)
+        if found is None:
+            return web.Response(status=404)
+        if isinstance(found, MethodNotAllowed):
+            return web.Response(status=405, headers={"Allow": ", ".join(sorted(found.allowed))})
+        fn = found.target
+        if not self._authorized(fn, request):
+            return web.Response(status=401)
+        body = await request.read()
+        data = HttpRequestData(
+            method=request.method,
+            url=f"{request.scheme}://{request.host}{request.rel_url.raw_path_qs}",
+            headers=_request_headers(request),
+            query=_request_query(request),
+            route_params=found.params,
+            body=body,
+        )
+        try:
+            response = await self._invoker.invoke_http(fn, data)
+            return _to_web_response(response)
+        except FunctionInvocationError:
+            # The invoker has logged the failure; like the host, the caller gets no details.
+            return web.Response(status=500)
+
+
+def build_http_app(
+    functions: Sequence[IndexedFunction],
+    invoker: HttpInvoker,
+    *,
+    route_prefix: str = "api",
+    enforce_keys: bool = False,
+    keys: FunctionKeys | None = None,
+    extra_routes: Iterable[web.AbstractRouteDef] = (),
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> web.Application:
+    """Build the aiohttp application serving the app's HTTP-trigger functions.
+
+    Args:
+        functions: The app's functions; only HTTP-triggered ones are routed.
+        invoker: Runs a function for a request.
+        route_prefix: ``host.json`` ``extensions.http.routePrefix`` (``""`` for none).
+        enforce_keys: Require keys for ``FUNCTION``/``ADMIN`` functions (off by default, like ``func start``).
+        keys: The host keys; required when ``enforce_keys`` is set.
+        extra_routes: Routes matched before any function (e.g. ``/runtime/webhooks/durabletask/...``).
+        max_request_bytes: Larger bodies get 413.
+
+    Raises:
+        ValueError: ``enforce_keys`` without ``keys``.
+        RouteTemplateError: A function's route is malformed (the app loader reports this first).
+    """
+    if enforce_keys and keys is None:
+        raise ValueError("enforce_keys needs the host keys (see load_or_create_keys)")
+    router = _FunctionRouter(
+        functions, invoker, route_prefix=route_prefix, keys=keys, enforce_keys=enforce_keys
+    )
+    app = web.Application(client_max_size=max_request_bytes)
+    app.add_routes(list(extra_routes))
+    # Registered last: aiohttp tries resources in order, so the caller's routes win.
+    app.router.add_route("*", "/{tail:.*}", router.handle)
+    return app
