@@ -130,7 +130,7 @@ def test_import_error_carries_the_traceback(tmp_path: Path) -> None:
 
 
 def test_missing_script(tmp_path: Path) -> None:
-    with pytest.raises(AppLoadError, match="function_app.py not found"):
+    with pytest.raises(AppLoadError, match=r"function_app\.py not found"):
         load_function_app(tmp_path)
 
 

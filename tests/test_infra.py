@@ -7,7 +7,7 @@ checkov is not in the ``dev`` extra: its pins conflict with ours (it needs ``pac
 needs ``packaging>=24``). These tests install nothing. They use the checkov at ``$DURABLEAGENT_CHECKOV``
 (path to the ``checkov`` executable), else next to this interpreter, else on ``PATH``; pycep is imported
 by this interpreter if it has it, else by the one that runs that checkov (read from its ``#!`` line).
-Without a checkov the Bicep tests skip and say how to get one (``requirements-infra.txt``); the JSON and
+Without a checkov the Bicep tests fail and say how to get one (``requirements-infra.txt``); the JSON and
 YAML tests always run.
 """
 
@@ -124,6 +124,10 @@ def _checkov_executable() -> Path | None:
     beside = Path(sys.executable).parent / "checkov"
     if beside.exists():
         return beside
+    # Where ./dev setup installs it (a venv of its own, because of the pin conflict above).
+    project_venv = ROOT / ".venv-infra" / "bin" / "checkov"
+    if project_venv.exists():
+        return project_venv
     found = shutil.which("checkov")
     return Path(found) if found else None
 
@@ -152,7 +156,7 @@ def parsed() -> dict[str, dict[str, Any]]:
     """Every infra/**/*.bicep parsed by pycep: {relative path: {"tree": ..., "error": ...}}."""
     python = _pycep_python()
     if python is None:
-        pytest.skip(_NO_TOOL)
+        pytest.fail(_NO_TOOL)
     proc = subprocess.run(
         [python, "-c", _PARSE_SCRIPT, *map(str, BICEP_FILES)],
         capture_output=True,
@@ -498,7 +502,7 @@ def test_outputs_for_azd(trees: dict[str, dict[str, Any]]) -> None:
 def checkov_report() -> dict[str, Any]:
     checkov = _checkov_executable()
     if checkov is None or not checkov.exists():
-        pytest.skip(_NO_TOOL)
+        pytest.fail(_NO_TOOL)
     cmd = [
         str(checkov),
         "-d",

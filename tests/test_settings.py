@@ -46,7 +46,9 @@ def test_parse_timespan(text: str, expected: timedelta) -> None:
     assert parse_timespan(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "24:00:00", "00:60:00", "00:00:60", "1:2:3:4", "00:00:00.12345678"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "24:00:00", "00:60:00", "00:00:60", "1:2:3:4", "00:00:00.12345678"]
+)
 def test_parse_timespan_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timespan(text)
@@ -175,7 +177,10 @@ def test_malformed_host_json_names_the_file(tmp_path: Path) -> None:
         ({"version": "2.0", "functionTimeout": "5 minutes"}, "functionTimeout"),
         ({"version": "2.0", "extensions": {"durableTask": {"hubName": "%MISSING%"}}}, "MISSING"),
         ({"version": "2.0", "extensions": {"durableTask": {"hubName": "bad-name"}}}, "hubName"),
-        ({"version": "2.0", "extensions": {"durableTask": {"maxConcurrentActivityFunctions": 0}}}, "at least 1"),
+        (
+            {"version": "2.0", "extensions": {"durableTask": {"maxConcurrentActivityFunctions": 0}}},
+            "at least 1",
+        ),
         ({"version": "2.0", "extensions": {"queues": {"batchSize": 64}}}, "at most 32"),
         ({"version": "2.0", "extensions": {"queues": {"messageEncoding": "utf8"}}}, "messageEncoding"),
         ({"version": "2.0", "extensions": {"queues": {"visibilityTimeout": 30}}}, "visibilityTimeout"),
@@ -234,7 +239,9 @@ def test_missing_settings_files_are_tolerated(tmp_path: Path) -> None:
 
 def test_host_json_sees_local_settings(tmp_path: Path) -> None:
     write_json(tmp_path / "local.settings.json", {"Values": {"HUB_NAME": "FromSettings"}})
-    write_json(tmp_path / "host.json", {"version": "2.0", "extensions": {"durableTask": {"hubName": "%HUB_NAME%"}}})
+    write_json(
+        tmp_path / "host.json", {"version": "2.0", "extensions": {"durableTask": {"hubName": "%HUB_NAME%"}}}
+    )
     environ: dict[str, str] = {}
     load_local_settings(tmp_path, environ)
     assert load_host_settings(tmp_path, env=environ).durable_task.hub_name == "FromSettings"

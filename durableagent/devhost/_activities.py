@@ -32,7 +32,8 @@ class ActivityWorker:
             result = await self._invoke(name, raw_input if raw_input is not None else "null")
         except UnknownFunctionError:
             event = h.task_failed(
-                to_datetime(self._clock()), task_id,
+                to_datetime(self._clock()),
+                task_id,
                 f"The function '{name}' doesn't exist, is disabled, or is not an activity function. "
                 "Additional info: the following are the known activity functions: see the host log.",
                 None,
@@ -41,7 +42,8 @@ class ActivityWorker:
             message_text = str(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
             details = getattr(exc, "host_message", None)
             event = h.task_failed(
-                to_datetime(self._clock()), task_id,
+                to_datetime(self._clock()),
+                task_id,
                 f"Activity function '{name}' failed: {message_text}",
                 details() if callable(details) else json.dumps({"message": message_text}),
             )
@@ -49,7 +51,14 @@ class ActivityWorker:
             event = h.task_completed(to_datetime(self._clock()), task_id, result)
         with self._store.transaction() as db:
             self._store.delete_messages(db, [message.id])
-            self._store.put_messages(db, [orchestration_message(
-                message.target, event, body.get("execution"),
-                dedup_key=f"done:{message.target}:{body.get('execution')}:{task_id}",
-            )])
+            self._store.put_messages(
+                db,
+                [
+                    orchestration_message(
+                        message.target,
+                        event,
+                        body.get("execution"),
+                        dedup_key=f"done:{message.target}:{body.get('execution')}:{task_id}",
+                    )
+                ],
+            )

@@ -24,7 +24,8 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument(
-        "--enforce-keys", action="store_true",
+        "--enforce-keys",
+        action="store_true",
         help="require function keys for non-anonymous HTTP functions (func start does not)",
     )
     parser.add_argument(
@@ -73,7 +74,10 @@ def run(argv: Sequence[str] | None, *, prog: str, with_subcommand: bool) -> int:
         for noisy in ("azure", "aiohttp.access", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     options = HostOptions(
-        app_dir=args.app_dir, port=args.port, bind=args.bind, enforce_keys=args.enforce_keys,
+        app_dir=args.app_dir,
+        port=args.port,
+        bind=args.bind,
+        enforce_keys=args.enforce_keys,
         start_azurite=not args.no_azurite,
     )
     return asyncio.run(_serve(options))

@@ -8,9 +8,11 @@ the store's single-transaction commits, is all the locking a single-process host
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ._activities import ActivityWorker
 from ._entities import EntityWorker
@@ -54,7 +56,7 @@ class Dispatcher:
         self._busy_instances: set[str] = set()
         self._busy_entities: set[str] = set()
         self._busy_activities: set[int] = set()
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str | int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -97,40 +99,40 @@ class Dispatcher:
             timeout = min(timeout, max(0.0, next_due - now))
         if self._backoff:
             timeout = min(timeout, max(0.0, min(self._backoff.values()) - now))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
 
     def _schedule_ready(self) -> None:
         now = self._clock()
         self._backoff = {k: v for k, v in self._backoff.items() if v > now}
         free = self._limits.orchestrations - len(self._busy_instances)
         if free > 0:
-            exclude = self._busy_instances | set(self._backoff)
+            exclude = self._busy_instances | {k for k in self._backoff if isinstance(k, str)}
             for instance_id in self._store.ready_targets(ORCHESTRATION, now, exclude, free):
                 self._busy_instances.add(instance_id)
                 self._spawn(self._orchestrations.process(instance_id), self._busy_instances, instance_id)
         free = self._limits.entities - len(self._busy_entities)
         if free > 0:
-            exclude = self._busy_entities | set(self._backoff)
+            exclude = self._busy_entities | {k for k in self._backoff if isinstance(k, str)}
             for scheduler_id in self._store.ready_targets(ENTITY, now, exclude, free):
                 self._busy_entities.add(scheduler_id)
                 self._spawn(self._entities.process(scheduler_id), self._busy_entities, scheduler_id)
         free = self._limits.activities - len(self._busy_activities)
         if free > 0:
-            for message in self._store.ready_messages(ACTIVITY, now, exclude=self._busy_activities, limit=free):
+            for message in self._store.ready_messages(
+                ACTIVITY, now, exclude=self._busy_activities, limit=free
+            ):
                 self._busy_activities.add(message.id)
                 self._spawn(self._activities.process(message), self._busy_activities, message.id)
 
-    def _spawn(self, work: object, busy: set[object], key: object) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], busy: set[Any], key: str | int) -> None:
         async def run() -> None:
             try:
-                await work  # type: ignore[misc]
+                await work
             except Exception:
                 # The work item's messages stay in the store; try again after a pause.
                 _log.exception("Work item %s failed; it will be retried", key)
-                self._backoff[str(key)] = self._clock() + _RETRY_DELAY_SECONDS
+                self._backoff[key] = self._clock() + _RETRY_DELAY_SECONDS
             finally:
                 busy.discard(key)
                 self._wake.set()

@@ -1,4 +1,4 @@
-"""Entity work items: one batch at a time per entity; state, consumed requests and responses commit together."""
+"""Entity work items: one batch per entity at a time; state, consumed requests and responses commit as one."""
 
 from __future__ import annotations
 
@@ -31,9 +31,13 @@ def split_entity_id(scheduler_id: str) -> tuple[str, str]:
 
 def signal_message(scheduler_id: str, operation: str, input_json: str | None, request_id: str) -> NewMessage:
     """The message a client's signal puts in an entity's queue."""
-    return NewMessage(ENTITY, scheduler_id, {
-        "request": {"op": operation, "signal": True, "input": input_json, "id": request_id},
-    })
+    return NewMessage(
+        ENTITY,
+        scheduler_id,
+        {
+            "request": {"op": operation, "signal": True, "input": input_json, "id": request_id},
+        },
+    )
 
 
 class EntityWorker:
@@ -48,18 +52,23 @@ class EntityWorker:
         self._batch_size = max(1, batch_size)
 
     async def process(self, scheduler_id: str) -> None:
-        messages = self._store.ready_messages(ENTITY, self._clock(), target=scheduler_id, limit=self._batch_size)
+        messages = self._store.ready_messages(
+            ENTITY, self._clock(), target=scheduler_id, limit=self._batch_size
+        )
         if not messages:
             return
         name, key = split_entity_id(scheduler_id)
         current = self._store.get_entity(scheduler_id)
         requests = [m.body["request"] for m in messages]
+        batch_state = current.state if current and current.exists else None
         batch = {
             "self": {"name": name, "key": key},
             "exists": bool(current and current.exists),
-            "state": current.state if current and current.exists else None,
-            "batch": [{"name": r.get("op"), "input": r.get("input"), "isSignal": bool(r.get("signal"))}
-                      for r in requests],
+            "state": batch_state,
+            "batch": [
+                {"name": r.get("op"), "input": r.get("input"), "isSignal": bool(r.get("signal"))}
+                for r in requests
+            ],
         }
         try:
             outcome = json.loads(await self._invoke(name, json.dumps(batch)))
@@ -67,17 +76,24 @@ class EntityWorker:
             exists, state = bool(outcome.get("entityExists")), outcome.get("entityState")
         except UnknownFunctionError as exc:
             results = [{"isError": True, "result": json.dumps(str(exc))} for _ in requests]
-            exists, state = batch["exists"], batch["state"]
+            exists, state = bool(current and current.exists), batch_state
         except Exception as exc:  # the whole batch failed: every operation reports it, state unchanged
             text = str(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
             _log.error("Entity %s batch failed: %s", scheduler_id, text)
             results = [{"isError": True, "result": json.dumps(text)} for _ in requests]
-            exists, state = batch["exists"], batch["state"]
+            exists, state = bool(current and current.exists), batch_state
         self._commit(scheduler_id, name, key, messages, requests, results, exists, state)
 
     def _commit(
-        self, scheduler_id: str, name: str, key: str, messages: list[Message], requests: list[dict[str, Any]],
-        results: list[dict[str, Any]], exists: bool, state: str | None,
+        self,
+        scheduler_id: str,
+        name: str,
+        key: str,
+        messages: list[Message],
+        requests: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+        exists: bool,
+        state: str | None,
     ) -> None:
         now = self._clock()
         responses = []
@@ -89,7 +105,9 @@ class EntityWorker:
             if result.get("isError"):
                 response["exceptionType"] = "Error"
             event = h.event_raised(to_datetime(now), str(request["id"]), json.dumps(response))
-            responses.append(orchestration_message(str(request["parent"]), event, request.get("parentExecution")))
+            responses.append(
+                orchestration_message(str(request["parent"]), event, request.get("parentExecution"))
+            )
         with self._store.transaction() as db:
             self._store.delete_messages(db, [m.id for m in messages])
             if exists:

@@ -47,6 +47,7 @@ _log = logging.getLogger("durableagent.devhost")
 RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 STATE_DIR = ".durableagent"
+STORAGE_SETTING = "AzureWebJobsStorage"
 
 
 class HostStartError(Exception):
@@ -93,8 +94,9 @@ class _QueueSink:
             messages = [value]
         else:
             messages = [json.dumps(value)]
-        encoding = "none" if self._encoding == "none" else "base64"
-        await send_queue_messages(connection, name, messages, encoding)
+        await send_queue_messages(
+            connection, name, messages, "none" if self._encoding == "none" else "base64"
+        )
 
 
 def _substitute(text: str) -> str:
@@ -134,7 +136,7 @@ class Host:
             _log.warning("%s", self.local.notice)
         self.settings = load_host_settings(self.app_dir)
         if self.options.start_azurite:
-            storage = os.environ.get("AzureWebJobsStorage", "")
+            storage = os.environ.get(STORAGE_SETTING, "")
             self._azurite = await asyncio.to_thread(
                 start_azurite_if_needed, storage, self.app_dir, location=self.state_dir / "azurite"
             )
@@ -200,15 +202,20 @@ class Host:
         assert self.settings is not None and self.loaded is not None and self._store is not None
         assert self._invoker is not None
         service = ManagementService(
-            self._store, time.time,
+            self._store,
+            time.time,
             lambda: [f.durable_name for f in self._by_kind[ORCHESTRATION_TRIGGER].values()],
             lambda: [f.durable_name for f in self._by_kind[ENTITY_TRIGGER].values()],
         )
         api = ManagementApi(service, self._public_webhook_base, self.settings.durable_task.hub_name)
         routes = [*api.routes(RPC_PREFIX), *api.routes(WEBHOOK_PREFIX)]
         app = build_http_app(
-            self.loaded.functions, self._invoker, route_prefix=self.settings.http.route_prefix,
-            enforce_keys=self.options.enforce_keys, keys=self.keys, extra_routes=routes,
+            self.loaded.functions,
+            self._invoker,
+            route_prefix=self.settings.http.route_prefix,
+            enforce_keys=self.options.enforce_keys,
+            keys=self.keys,
+            extra_routes=routes,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -231,30 +238,33 @@ class Host:
         code = f"&code={self.keys.master}" if self.options.enforce_keys and self.keys else ""
         query = f"taskHub={hub}&connection=Storage{code}"
         instance = f"{base}/instances/INSTANCEID"
-        return json.dumps({
-            "taskHubName": hub,
-            "creationUrls": {
-                "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?{query}",
-                "createAndWaitOnNewInstancePostUri": (
-                    f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
-                    f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}"
-                ),
-            },
-            "managementUrls": {
-                "id": "INSTANCEID",
-                "statusQueryGetUri": f"{instance}?{query}",
-                "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
-                "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
-                "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
-                "purgeHistoryDeleteUri": f"{instance}?{query}",
-                "restartPostUri": f"{instance}/restart?{query}",
-                "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
-                "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
-            },
-            "baseUrl": base,
-            "requiredQueryStringParameters": code.lstrip("&"),
-            "rpcBaseUrl": f"http://127.0.0.1:{self.options.port}{RPC_PREFIX}/",
-        })
+        creation = f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+        return json.dumps(
+            {
+                "taskHubName": hub,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{creation}?{query}",
+                    "createAndWaitOnNewInstancePostUri": (
+                        f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                        f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}"
+                    ),
+                },
+                "managementUrls": {
+                    "id": "INSTANCEID",
+                    "statusQueryGetUri": f"{instance}?{query}",
+                    "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                    "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                    "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                    "purgeHistoryDeleteUri": f"{instance}?{query}",
+                    "restartPostUri": f"{instance}/restart?{query}",
+                    "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                    "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+                },
+                "baseUrl": base,
+                "requiredQueryStringParameters": code.lstrip("&"),
+                "rpcBaseUrl": f"http://127.0.0.1:{self.options.port}{RPC_PREFIX}/",
+            }
+        )
 
     # Invocation adapters ----------------------------------------------------------------------------
 
@@ -262,14 +272,16 @@ class Host:
         fn = self._by_kind.get(kind, {}).get(name.lower())
         if fn is None:
             raise UnknownFunctionError(
-                f"The function '{name}' doesn't exist, is disabled, or is not a {kind.removesuffix('Trigger')} "
-                "function."
+                f"The function '{name}' doesn't exist, is disabled, or is not a "
+                f"{kind.removesuffix('Trigger')} function."
             )
         return fn
 
     async def _invoke_orchestrator(self, name: str, context_json: str) -> str:
         assert self._invoker is not None
-        return await self._invoker.invoke_durable(self._durable_function(ORCHESTRATION_TRIGGER, name), context_json)
+        return await self._invoker.invoke_durable(
+            self._durable_function(ORCHESTRATION_TRIGGER, name), context_json
+        )
 
     async def _invoke_activity(self, name: str, input_json: str) -> str:
         assert self._invoker is not None

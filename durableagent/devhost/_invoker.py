@@ -433,7 +433,81 @@ def _function_directory(callable_: Callable[..., Any]) -> str:
         return os.getcwd()
 
 
+def _param_plan(name: str, param_name: str, binding: dict[str, Any], annotations: dict[str, Any]) -> _Param:
+    """One parameter, checked as ``Registry.validate_function_params`` checks it."""
+    has_anno = param_name in annotations
+    anno = annotations.get(param_name)
+    is_param_out = has_anno and _is_out(anno)
+    is_binding_out = str(binding.get("direction", "IN")).upper() == "OUT"
+    pytype = anno
+    if is_param_out:
+        args = typing.get_args(anno)
+        if len(args) != 1:
+            raise FunctionLoadError(name, f"binding {param_name} has invalid Out annotation {anno!r}")
+        pytype = args[0]
+    if has_anno and not isinstance(pytype, type) and not _is_generic(pytype):
+        raise FunctionLoadError(name, f"binding {param_name} has invalid non-type annotation {anno!r}")
+    if is_binding_out and has_anno and not is_param_out:
+        raise FunctionLoadError(
+            name,
+            f'binding {param_name} is declared to have the "out" direction, but its annotation in Python '
+            "is not a subclass of azure.functions.Out",
+        )
+    if not is_binding_out and is_param_out:
+        raise FunctionLoadError(
+            name,
+            f'binding {param_name} is declared to have the "in" direction in function.json, but its '
+            "annotation is azure.functions.Out in Python",
+        )
+    kind = str(binding["type"])
+    bind_type = GENERIC if has_anno and pytype in (str, bytes) and not _has_implicit_output(kind) else kind
+    if has_anno:
+        converter = _converter(bind_type)
+        if is_param_out:
+            ok = _check_annotation(name, converter.check_output_type_annotation, pytype)
+        else:
+            # The worker skips the check for the Durable client (INPUT_TYPE_CHECK_OVERRIDE_MAP).
+            ok = bind_type == DURABLE_CLIENT or _check_annotation(
+                name, converter.check_input_type_annotation, pytype
+            )
+        if not ok:
+            shown = getattr(pytype, "__name__", repr(pytype))
+            raise FunctionLoadError(
+                name,
+                f'type of {param_name} binding in function.json "{kind}" does not match its Python '
+                f'annotation "{shown}"',
+            )
+    return _Param(binding, bind_type, pytype)
+
+
+def _return_plan(
+    name: str, explicit: dict[str, Any] | None, implicit: dict[str, Any] | None, annotations: dict[str, Any]
+) -> _Param | None:
+    """The return binding: explicit ``$return`` first, else a Durable trigger's implicit output."""
+    binding = explicit or implicit
+    if binding is None:
+        return None
+    return_type = str(binding["type"])
+    return_pytype: Any = None
+    if explicit is not None and "return" in annotations:
+        anno = annotations["return"]
+        if _is_generic(anno) and _is_out(anno):
+            raise FunctionLoadError(name, "return annotation should not be azure.functions.Out")
+        if not isinstance(anno, type):
+            raise FunctionLoadError(name, f"has invalid non-type return annotation {anno!r}")
+        if not _check_annotation(name, _converter(return_type).check_output_type_annotation, anno):
+            raise FunctionLoadError(
+                name,
+                f'Python return annotation "{anno.__name__}" does not match binding type "{return_type}"',
+            )
+        return_pytype = anno
+    if implicit is not None and "return" in annotations:
+        return_pytype = annotations["return"]
+    return _Param(binding, return_type, return_pytype)
+
+
 def _build_plan(fn: IndexedFunction) -> _Plan:
+    """Check ``fn`` and work out how to call it (``Registry.add_indexed_function``)."""
     name = fn.name
     try:
         params = dict(inspect.signature(fn.user_function).parameters)
@@ -469,89 +543,22 @@ def _build_plan(fn: IndexedFunction) -> _Plan:
                 f'the "context" parameter is expected to be of type azure.functions.Context, got {anno!r}',
             )
     if set(params) - set(bound):
+        missing = set(params) - set(bound)
         raise FunctionLoadError(
-            name,
-            "the following parameters are declared in Python but not in function.json: "
-            f"{set(params) - set(bound)!r}",
+            name, f"the following parameters are declared in Python but not in function.json: {missing!r}"
         )
     if set(bound) - set(params):
+        missing = set(bound) - set(params)
         raise FunctionLoadError(
-            name,
-            "the following parameters are declared in function.json but not in Python: "
-            f"{set(bound) - set(params)!r}",
+            name, f"the following parameters are declared in function.json but not in Python: {missing!r}"
         )
 
     inputs: dict[str, _Param] = {}
     outputs: dict[str, _Param] = {}
     for param_name in params:
-        binding = bound[param_name]
-        has_anno = param_name in annotations
-        anno = annotations.get(param_name)
-        is_param_out = has_anno and _is_out(anno)
-        is_binding_out = str(binding.get("direction", "IN")).upper() == "OUT"
-        pytype = anno
-        if is_param_out:
-            args = typing.get_args(anno)
-            if len(args) != 1:
-                raise FunctionLoadError(name, f"binding {param_name} has invalid Out annotation {anno!r}")
-            pytype = args[0]
-        if has_anno and not isinstance(pytype, type) and not _is_generic(pytype):
-            raise FunctionLoadError(name, f"binding {param_name} has invalid non-type annotation {anno!r}")
-        if is_binding_out and has_anno and not is_param_out:
-            raise FunctionLoadError(
-                name,
-                f'binding {param_name} is declared to have the "out" direction, but its annotation in Python '
-                "is not a subclass of azure.functions.Out",
-            )
-        if not is_binding_out and is_param_out:
-            raise FunctionLoadError(
-                name,
-                f'binding {param_name} is declared to have the "in" direction in function.json, but its '
-                "annotation is azure.functions.Out in Python",
-            )
-        kind = str(binding["type"])
-        bind_type = (
-            GENERIC if has_anno and pytype in (str, bytes) and not _has_implicit_output(kind) else kind
-        )
-        if has_anno:
-            converter = _converter(bind_type)
-            if is_param_out:
-                ok = _check_annotation(name, converter.check_output_type_annotation, pytype)
-            else:
-                # The worker skips the check for the Durable client (INPUT_TYPE_CHECK_OVERRIDE_MAP).
-                ok = bind_type == DURABLE_CLIENT or _check_annotation(
-                    name, converter.check_input_type_annotation, pytype
-                )
-            if not ok:
-                shown = getattr(pytype, "__name__", repr(pytype))
-                raise FunctionLoadError(
-                    name,
-                    f'type of {param_name} binding in function.json "{kind}" does not match its Python '
-                    f'annotation "{shown}"',
-                )
-        (outputs if is_binding_out else inputs)[param_name] = _Param(binding, bind_type, pytype)
-
-    returns: _Param | None = None
-    return_binding = explicit or implicit
-    if return_binding is not None:
-        return_type = str(return_binding["type"])
-        return_pytype: Any = None
-        if explicit is not None and "return" in annotations:
-            anno = annotations["return"]
-            if _is_generic(anno) and _is_out(anno):
-                raise FunctionLoadError(name, "return annotation should not be azure.functions.Out")
-            if not isinstance(anno, type):
-                raise FunctionLoadError(name, f"has invalid non-type return annotation {anno!r}")
-            if not _check_annotation(name, _converter(return_type).check_output_type_annotation, anno):
-                raise FunctionLoadError(
-                    name,
-                    f'Python return annotation "{anno.__name__}" does not match binding type "{return_type}"',
-                )
-            return_pytype = anno
-        if implicit is not None and "return" in annotations:
-            return_pytype = annotations["return"]
-        returns = _Param(return_binding, return_type, return_pytype)
-
+        param = _param_plan(name, param_name, bound[param_name], annotations)
+        is_out = str(param.binding.get("direction", "IN")).upper() == "OUT"
+        (outputs if is_out else inputs)[param_name] = param
     return _Plan(
         function=fn,
         directory=_function_directory(fn.user_function),
@@ -559,7 +566,7 @@ def _build_plan(fn: IndexedFunction) -> _Plan:
         requires_context=requires_context,
         inputs=inputs,
         outputs=outputs,
-        returns=returns,
+        returns=_return_plan(name, explicit, implicit, annotations),
     )
 
 

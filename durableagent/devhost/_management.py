@@ -28,7 +28,8 @@ class ManagementError(Exception):
 
     def body(self) -> dict[str, str]:
         return {
-            "Message": "One or more of the arguments submitted is incorrect" if self.status == 400
+            "Message": "One or more of the arguments submitted is incorrect"
+            if self.status == 400
             else "An error has occurred.",
             "ExceptionMessage": self.message,
             "ExceptionType": self.exception_type,
@@ -111,13 +112,23 @@ class ManagementService:
             existing = self._store.get_instance(instance_id)
             if existing is not None and not existing.status.is_terminal:
                 raise ManagementError(
-                    500, f"An Orchestration instance with the ID '{instance_id}' already exists.",
+                    500,
+                    f"An Orchestration instance with the ID '{instance_id}' already exists.",
                     "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException",
                 )
             record = InstanceRecord(
-                instance_id=instance_id, name=function_name, version=version, execution_id=new_execution_id(),
-                status=RuntimeStatus.Pending, input=input_json, output=None, custom_status=None,
-                created_at=now, updated_at=now, parent_instance_id=None, parent_execution_id=None,
+                instance_id=instance_id,
+                name=function_name,
+                version=version,
+                execution_id=new_execution_id(),
+                status=RuntimeStatus.Pending,
+                input=input_json,
+                output=None,
+                custom_status=None,
+                created_at=now,
+                updated_at=now,
+                parent_instance_id=None,
+                parent_execution_id=None,
                 parent_task_id=None,
             )
             self._store.clear_history(db, instance_id)
@@ -184,7 +195,8 @@ class ManagementService:
         target = uuid.uuid4().hex if new_instance_id else instance_id
         if not new_instance_id and not record.status.is_terminal:
             raise ManagementError(
-                400, f"An orchestration with the instanceId {instance_id} must be in a terminal state to restart."
+                400,
+                f"An orchestration with the instanceId {instance_id} must be in a terminal state to restart.",
             )
         return self.start(record.name, target, record.input, record.version)
 
@@ -210,7 +222,9 @@ class ManagementService:
         _validate_entity(name, key)
         scheduler_id = make_entity_id(name, key)
         with self._store.transaction() as db:
-            self._store.put_messages(db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))])
+            self._store.put_messages(
+                db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))]
+            )
 
     def read_entity(self, name: str, key: str) -> str:
         _validate_entity(name, key)
@@ -235,16 +249,27 @@ class ManagementService:
 
     def _compact_history(self, instance_id: str, with_output: bool) -> list[dict[str, Any]]:
         events = self._store.get_history(instance_id)
-        scheduled = {e.event_id: e for e in events if e.type in (
-            EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED)}
+        scheduled = {
+            e.event_id: e
+            for e in events
+            if e.type
+            in (EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED)
+        }
         shown: list[dict[str, Any]] = []
         for event in events:
-            if event.type in (EventType.ORCHESTRATOR_STARTED, EventType.ORCHESTRATOR_COMPLETED,
-                              EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED,
-                              EventType.TIMER_CREATED, EventType.EVENT_SENT):
+            if event.type in (
+                EventType.ORCHESTRATOR_STARTED,
+                EventType.ORCHESTRATOR_COMPLETED,
+                EventType.TASK_SCHEDULED,
+                EventType.SUB_ORCHESTRATION_CREATED,
+                EventType.TIMER_CREATED,
+                EventType.EVENT_SENT,
+            ):
                 continue
-            item: dict[str, Any] = {"EventType": _event_name(event.type),
-                                    "Timestamp": h.format_timestamp(event.timestamp)}
+            item: dict[str, Any] = {
+                "EventType": _event_name(event.type),
+                "Timestamp": h.format_timestamp(event.timestamp),
+            }
             task_id = event.get("TaskScheduledId", event.get("TimerId"))
             origin = scheduled.get(int(task_id)) if task_id is not None else None
             if origin is not None:
@@ -266,8 +291,11 @@ class ManagementService:
                 item["FireAt"] = event.get("FireAt")
             if event.type == EventType.EXECUTION_COMPLETED:
                 item["OrchestrationStatus"] = RuntimeStatus(int(event.get("OrchestrationStatus"))).name
-            if with_output and event.type in (EventType.TASK_COMPLETED, EventType.SUB_ORCHESTRATION_COMPLETED,
-                                              EventType.EXECUTION_COMPLETED):
+            if with_output and event.type in (
+                EventType.TASK_COMPLETED,
+                EventType.SUB_ORCHESTRATION_COMPLETED,
+                EventType.EXECUTION_COMPLETED,
+            ):
                 item["Result"] = _token(event.get("Result"))
             shown.append(item)
         return shown
@@ -293,8 +321,13 @@ def _token(text: str | None) -> Any:
 
 
 def _validate_instance_id(instance_id: str) -> None:
-    if (not instance_id or len(instance_id) > 256 or instance_id.startswith("@")
-            or any(c in instance_id for c in "/\\#?") or any(ord(c) < 32 for c in instance_id)):
+    if (
+        not instance_id
+        or len(instance_id) > 256
+        or instance_id.startswith("@")
+        or any(c in instance_id for c in "/\\#?")
+        or any(ord(c) < 32 for c in instance_id)
+    ):
         raise ManagementError(400, f"Invalid instance id '{instance_id}'.")
 
 

@@ -57,7 +57,9 @@ async def _body_token_json(request: web.Request) -> str | None:
 class ManagementApi:
     """Builds the aiohttp routes for the management API."""
 
-    def __init__(self, service: ManagementService, public_base: Callable[[web.Request], str], task_hub: str) -> None:
+    def __init__(
+        self, service: ManagementService, public_base: Callable[[web.Request], str], task_hub: str
+    ) -> None:
         self._service = service
         self._public_base = public_base
         self._task_hub = task_hub
@@ -126,7 +128,9 @@ class ManagementApi:
     async def start(self, request: web.Request) -> web.StreamResponse:
         input_json = await _body_token_json(request)
         instance_id = self._service.start(
-            request.match_info["name"], request.match_info.get("instance_id"), input_json,
+            request.match_info["name"],
+            request.match_info.get("instance_id"),
+            input_json,
             request.query.get("version"),
         )
         timeout = request.query.get("timeout")
@@ -232,7 +236,9 @@ class ManagementApi:
 
     async def rewind(self, request: web.Request) -> web.StreamResponse:
         self._service.get_instance(request.match_info["instance_id"])
-        raise ManagementError(501, "Rewind is not supported by the local host.", "System.NotSupportedException")
+        raise ManagementError(
+            501, "Rewind is not supported by the local host.", "System.NotSupportedException"
+        )
 
     # Entities --------------------------------------------------------------------------------------
 
@@ -246,7 +252,9 @@ class ManagementApi:
             text = await request.text()
             input_json = text or None
         key = request.match_info["key"]
-        self._service.signal_entity(request.match_info["name"], "" if key == "$" else key, operation, input_json)
+        self._service.signal_entity(
+            request.match_info["name"], "" if key == "$" else key, operation, input_json
+        )
         return web.Response(status=202)
 
     async def delete_entity(self, request: web.Request) -> web.StreamResponse:

@@ -36,7 +36,9 @@ _log = logging.getLogger("durableagent.devhost.orchestrations")
 
 _OOPROC_LABEL = "\n\n$OutOfProcData$:"
 _COMPLETIONS = {
-    EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_COMPLETED,
+    EventType.TASK_COMPLETED,
+    EventType.TASK_FAILED,
+    EventType.SUB_ORCHESTRATION_COMPLETED,
     EventType.SUB_ORCHESTRATION_FAILED,
 }
 
@@ -49,12 +51,20 @@ class UnknownFunctionError(Exception):
 
 
 def orchestration_message(
-    instance_id: str, event: HistoryEvent, execution_id: str | None, *, visible_at: float = 0.0,
+    instance_id: str,
+    event: HistoryEvent,
+    execution_id: str | None,
+    *,
+    visible_at: float = 0.0,
     dedup_key: str | None = None,
 ) -> NewMessage:
     """A message that delivers ``event`` to an orchestration (``execution_id`` None: any execution)."""
     return NewMessage(
-        ORCHESTRATION, instance_id, {"event": event.to_wire(), "execution": execution_id}, visible_at, dedup_key
+        ORCHESTRATION,
+        instance_id,
+        {"event": event.to_wire(), "execution": execution_id},
+        visible_at,
+        dedup_key,
     )
 
 
@@ -67,15 +77,23 @@ def start_message(record: InstanceRecord, now: float, scheduled_start: float | N
     if record.parent_instance_id:
         parent = {
             "OrchestrationInstance": {
-                "InstanceId": record.parent_instance_id, "ExecutionId": record.parent_execution_id,
+                "InstanceId": record.parent_instance_id,
+                "ExecutionId": record.parent_execution_id,
             },
             "TaskScheduleId": record.parent_task_id,
         }
     event = h.execution_started(
-        to_datetime(now), instance_id=record.instance_id, execution_id=record.execution_id,
-        name=record.name, version=record.version, input_json=record.input, parent=parent,
+        to_datetime(now),
+        instance_id=record.instance_id,
+        execution_id=record.execution_id,
+        name=record.name,
+        version=record.version,
+        input_json=record.input,
+        parent=parent,
     )
-    return orchestration_message(record.instance_id, event, record.execution_id, visible_at=scheduled_start or 0.0)
+    return orchestration_message(
+        record.instance_id, event, record.execution_id, visible_at=scheduled_start or 0.0
+    )
 
 
 @dataclass
@@ -173,20 +191,27 @@ class OrchestrationWorker:
         if status in (RuntimeStatus.Suspended, RuntimeStatus.Pending) or not deliver:
             # Nothing for the orchestrator to see; still record control events, if any.
             if episode.new_events:
-                episode.new_events = [h.orchestrator_started(now), *episode.new_events,
-                                      h.orchestrator_completed(now)]
+                episode.new_events = [
+                    h.orchestrator_started(now),
+                    *episode.new_events,
+                    h.orchestrator_completed(now),
+                ]
             return None
         return deliver
 
     def _terminate(self, episode: _Episode, event: HistoryEvent, now: Any) -> None:
         reason = event.get("Input")
         episode.new_events = [
-            h.orchestrator_started(now), event,
+            h.orchestrator_started(now),
+            event,
             h.execution_completed(now, RuntimeStatus.Terminated, json.dumps(reason)),
             h.orchestrator_completed(now),
         ]
         episode.record = replace(
-            episode.record, status=RuntimeStatus.Terminated, output=json.dumps(reason), updated_at=self._clock()
+            episode.record,
+            status=RuntimeStatus.Terminated,
+            output=json.dumps(reason),
+            updated_at=self._clock(),
         )
         self._notify_parent(episode, failed_reason=f"Orchestration terminated: {reason}")
 
@@ -261,30 +286,50 @@ class OrchestrationWorker:
     def _outbound(self, record: InstanceRecord, decision: Any) -> NewMessage:
         instance_id, execution_id = record.instance_id, record.execution_id
         if isinstance(decision, ScheduleActivity):
-            return NewMessage(ACTIVITY, instance_id, {
-                "execution": execution_id, "taskId": decision.task_id, "name": decision.name,
-                "input": decision.input,
-            })
+            return NewMessage(
+                ACTIVITY,
+                instance_id,
+                {
+                    "execution": execution_id,
+                    "taskId": decision.task_id,
+                    "name": decision.name,
+                    "input": decision.input,
+                },
+            )
         if isinstance(decision, CreateTimer):
             event = h.timer_fired(decision.fire_at, decision.task_id, h.format_timestamp(decision.fire_at))
             return orchestration_message(
-                instance_id, event, execution_id, visible_at=decision.fire_at.timestamp(),
+                instance_id,
+                event,
+                execution_id,
+                visible_at=decision.fire_at.timestamp(),
                 dedup_key=f"timer:{instance_id}:{execution_id}:{decision.task_id}",
             )
         if isinstance(decision, StartSubOrchestration):
-            return NewMessage(ORCHESTRATION, decision.instance_id, {
-                "startSub": {
-                    "name": decision.name, "version": decision.version,
-                    "input": json.dumps(decision.input) if decision.input is not None else None,
-                    "parentInstanceId": instance_id, "parentExecutionId": execution_id,
-                    "taskId": decision.task_id,
+            return NewMessage(
+                ORCHESTRATION,
+                decision.instance_id,
+                {
+                    "startSub": {
+                        "name": decision.name,
+                        "version": decision.version,
+                        "input": json.dumps(decision.input) if decision.input is not None else None,
+                        "parentInstanceId": instance_id,
+                        "parentExecutionId": execution_id,
+                        "taskId": decision.task_id,
+                    },
                 },
-            })
+            )
         assert isinstance(decision, SendEntityMessage)
         return NewMessage(ENTITY, decision.target, {"request": decision.request})
 
     def _complete(
-        self, episode: _Episode, status: RuntimeStatus, output_json: str, now: Any, failed_reason: str | None = None
+        self,
+        episode: _Episode,
+        status: RuntimeStatus,
+        output_json: str,
+        now: Any,
+        failed_reason: str | None = None,
     ) -> None:
         episode.new_events.append(h.execution_completed(now, status, output_json))
         episode.record = replace(episode.record, status=status, output=output_json, updated_at=self._clock())
@@ -295,13 +340,19 @@ class OrchestrationWorker:
         # The SDK sends a df_dumps string; the extension stores it as a JSON string literal.
         stored_input = json.dumps(new_input) if new_input is not None else None
         episode.record = replace(
-            old, execution_id=new_execution_id(), status=RuntimeStatus.Running, input=stored_input,
-            output=None, updated_at=self._clock(),
+            old,
+            execution_id=new_execution_id(),
+            status=RuntimeStatus.Running,
+            input=stored_input,
+            output=None,
+            updated_at=self._clock(),
         )
         episode.reset_history = True
         episode.new_events = []
         # Pending decisions of the old execution that are not fire-and-forget die with it.
-        episode.outbound = [m for m in episode.outbound if m.kind == ENTITY and m.body["request"].get("signal")]
+        episode.outbound = [
+            m for m in episode.outbound if m.kind == ENTITY and m.body["request"].get("signal")
+        ]
         episode.outbound.append(start_message(episode.record, self._clock()))
 
     def _notify_parent(self, episode: _Episode, failed_reason: str | None) -> None:
@@ -313,7 +364,9 @@ class OrchestrationWorker:
             event = h.sub_orchestration_completed(now, record.parent_task_id, record.output)
         else:
             event = h.sub_orchestration_failed(now, record.parent_task_id, failed_reason or "failed", None)
-        episode.outbound.append(orchestration_message(record.parent_instance_id, event, record.parent_execution_id))
+        episode.outbound.append(
+            orchestration_message(record.parent_instance_id, event, record.parent_execution_id)
+        )
 
     # Commit ---------------------------------------------------------------------------------------
 
@@ -337,17 +390,29 @@ class OrchestrationWorker:
         existing = self._store.get_instance(message.target)
         if existing is not None and not existing.status.is_terminal:
             event = h.sub_orchestration_failed(
-                to_datetime(now), spec["taskId"],
-                f"An Orchestration instance with the ID '{message.target}' already exists.", None,
+                to_datetime(now),
+                spec["taskId"],
+                f"An Orchestration instance with the ID '{message.target}' already exists.",
+                None,
             )
-            self._store.put_messages(db, [orchestration_message(
-                spec["parentInstanceId"], event, spec["parentExecutionId"])])
+            self._store.put_messages(
+                db, [orchestration_message(spec["parentInstanceId"], event, spec["parentExecutionId"])]
+            )
             return
         record = InstanceRecord(
-            instance_id=message.target, name=spec["name"], version=spec.get("version"),
-            execution_id=new_execution_id(), status=RuntimeStatus.Pending, input=spec["input"], output=None,
-            custom_status=None, created_at=now, updated_at=now, parent_instance_id=spec["parentInstanceId"],
-            parent_execution_id=spec["parentExecutionId"], parent_task_id=spec["taskId"],
+            instance_id=message.target,
+            name=spec["name"],
+            version=spec.get("version"),
+            execution_id=new_execution_id(),
+            status=RuntimeStatus.Pending,
+            input=spec["input"],
+            output=None,
+            custom_status=None,
+            created_at=now,
+            updated_at=now,
+            parent_instance_id=spec["parentInstanceId"],
+            parent_execution_id=spec["parentExecutionId"],
+            parent_task_id=spec["taskId"],
         )
         self._store.clear_history(db, record.instance_id)
         self._store.put_instance(db, record)

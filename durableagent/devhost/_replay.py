@@ -10,6 +10,7 @@ as DTFx's synchronous task scheduler runs them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections import deque
@@ -155,8 +156,15 @@ def _when_all(children: list[_Future]) -> _Future:
 def _when_any(children: list[_Future]) -> _Future:
     """Task.WhenAny: completes (never faults) with the first child to finish."""
     result = _Future()
+
+    def first_done(child: _Future) -> Callable[[], None]:
+        def callback() -> None:
+            result.set_result(child)
+
+        return callback
+
     for child in children:
-        child.add_done_callback(lambda c=child: result.set_result(c))
+        child.add_done_callback(first_done(child))
     return result
 
 
@@ -305,10 +313,8 @@ class ShimReplay:
                 continue
             # The extension awaits each action in turn. A failed task whose exception the Python
             # code caught must not stop the walk, or the code after the except would never run.
-            try:
+            with contextlib.suppress(_TaskFailed, _TaskCanceled):
                 await task
-            except (_TaskFailed, _TaskCanceled):
-                pass
 
     def _invoke(self, action: dict[str, Any]) -> _Future | None:
         kind = int(action["actionType"])
@@ -359,9 +365,11 @@ class ShimReplay:
         attempts = int(options.get("maxNumberOfAttempts", 1))
         first_interval = timedelta(milliseconds=int(options.get("firstRetryIntervalInMilliseconds", 0)))
         backoff = float(options.get("backoffCoefficient", 1.0))
-        max_interval = timedelta(milliseconds=int(options["maxRetryIntervalInMilliseconds"])) if (
-            "maxRetryIntervalInMilliseconds" in options
-        ) else _MAX_RETRY_INTERVAL
+        max_interval = (
+            timedelta(milliseconds=int(options["maxRetryIntervalInMilliseconds"]))
+            if ("maxRetryIntervalInMilliseconds" in options)
+            else _MAX_RETRY_INTERVAL
+        )
         last_reason = ""
         for retry_count in range(attempts):
             try:
@@ -412,8 +420,12 @@ class ShimReplay:
             EventType.SUB_ORCHESTRATION_CREATED,
             self._current_time(),
             task_id,
-            {"Name": name, "Version": action.get("version") or "", "InstanceId": instance_id,
-             "Input": json.dumps(raw_input)},
+            {
+                "Name": name,
+                "Version": action.get("version") or "",
+                "InstanceId": instance_id,
+                "Input": json.dumps(raw_input),
+            },
         )
         self._record(decision, event)
         return self._open_future(task_id)

@@ -436,7 +436,8 @@ def load_local_settings(
     """Apply ``Values`` of ``<app_dir>/local.settings.json`` to the environment, like ``func start``.
 
     Variables already set win over the file. Without ``local.settings.json`` the sample file
-    (``local.settings.sample.json``) is used instead, with a notice; without either, nothing is applied.
+    (``local.settings.sample.json``) is used instead; without either, nothing is applied. Either way
+    ``notice`` says so, for the caller to show (this function does not log it).
 
     Args:
         app_dir: The function app's root directory.
@@ -457,9 +458,7 @@ def load_local_settings(
             path = sample
         else:
             notice = f"{LOCAL_SETTINGS_JSON} not found in {directory}; no app settings applied"
-            logger.warning("%s", notice)
             return LocalSettings(path=None, values={}, applied=(), notice=notice)
-        logger.warning("%s", notice)
     root = _read_json_object(path)
     if _get(root, "IsEncrypted") is True:
         raise HostConfigError(f"{path}: IsEncrypted is true; decrypt the file (func settings decrypt) first")

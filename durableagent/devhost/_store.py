@@ -172,7 +172,8 @@ class TaskHubStore:
     def query_instances(
         self, query: InstanceQuery, *, top: int | None = None, after: str | None = None
     ) -> list[InstanceRecord]:
-        clauses, params = ["1 = 1"], []
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if query.created_from is not None:
             clauses.append("created_at >= ?")
             params.append(query.created_from)
@@ -200,7 +201,8 @@ class TaskHubStore:
         return EntityRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
     def query_entities(self, name: str | None = None) -> list[EntityRecord]:
-        sql, params = "SELECT * FROM entities WHERE exists_ = 1", []
+        sql = "SELECT * FROM entities WHERE exists_ = 1"
+        params: list[Any] = []
         if name is not None:
             sql += " AND name = ?"
             params.append(name)
@@ -223,7 +225,12 @@ class TaskHubStore:
         return found
 
     def ready_messages(
-        self, kind: str, now: float, *, target: str | None = None, exclude: set[int] | None = None,
+        self,
+        kind: str,
+        now: float,
+        *,
+        target: str | None = None,
+        exclude: set[int] | None = None,
         limit: int = 1000,
     ) -> list[Message]:
         sql = "SELECT * FROM messages WHERE kind = ? AND visible_at <= ?"
@@ -253,7 +260,8 @@ class TaskHubStore:
     @staticmethod
     def put_messages(db: sqlite3.Connection, messages: Sequence[NewMessage]) -> None:
         db.executemany(
-            "INSERT OR IGNORE INTO messages (kind, target, body, visible_at, dedup_key) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO messages (kind, target, body, visible_at, dedup_key) "
+            "VALUES (?, ?, ?, ?, ?)",
             [
                 (m.kind, m.target, json.dumps(m.body, separators=(",", ":")), m.visible_at, m.dedup_key)
                 for m in messages
@@ -266,16 +274,28 @@ class TaskHubStore:
 
     @staticmethod
     def bump_dequeue(db: sqlite3.Connection, ids: Sequence[int]) -> None:
-        db.executemany("UPDATE messages SET dequeue_count = dequeue_count + 1 WHERE id = ?", [(i,) for i in ids])
+        db.executemany(
+            "UPDATE messages SET dequeue_count = dequeue_count + 1 WHERE id = ?", [(i,) for i in ids]
+        )
 
     @staticmethod
     def put_instance(db: sqlite3.Connection, record: InstanceRecord) -> None:
         db.execute(
             "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                record.instance_id, record.name, record.version, record.execution_id, int(record.status),
-                record.input, record.output, record.custom_status, record.created_at, record.updated_at,
-                record.parent_instance_id, record.parent_execution_id, record.parent_task_id,
+                record.instance_id,
+                record.name,
+                record.version,
+                record.execution_id,
+                int(record.status),
+                record.input,
+                record.output,
+                record.custom_status,
+                record.created_at,
+                record.updated_at,
+                record.parent_instance_id,
+                record.parent_execution_id,
+                record.parent_task_id,
             ),
         )
 
@@ -296,7 +316,14 @@ class TaskHubStore:
     def put_entity(db: sqlite3.Connection, record: EntityRecord) -> None:
         db.execute(
             "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)",
-            (record.entity_id, record.name, record.key, int(record.exists), record.state, record.last_modified),
+            (
+                record.entity_id,
+                record.name,
+                record.key,
+                int(record.exists),
+                record.state,
+                record.last_modified,
+            ),
         )
 
     @staticmethod
@@ -319,8 +346,17 @@ def to_datetime(ts: float) -> datetime:
 
 def _instance(row: Sequence[Any]) -> InstanceRecord:
     return InstanceRecord(
-        instance_id=row[0], name=row[1], version=row[2], execution_id=row[3],
-        status=RuntimeStatus(row[4]), input=row[5], output=row[6], custom_status=row[7],
-        created_at=row[8], updated_at=row[9], parent_instance_id=row[10], parent_execution_id=row[11],
+        instance_id=row[0],
+        name=row[1],
+        version=row[2],
+        execution_id=row[3],
+        status=RuntimeStatus(row[4]),
+        input=row[5],
+        output=row[6],
+        custom_status=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        parent_instance_id=row[10],
+        parent_execution_id=row[11],
         parent_task_id=row[12],
     )

@@ -374,25 +374,28 @@ def _ensure_jsonschema() -> None:
 
 
 def sdk_fixture(module: str) -> ModuleType:
-    """Import ``tests.orchestrator.<module>`` (or ``tests.test_utils.<module>``) from the SDK wheel.
+    """Import ``tests.orchestrator.<module>`` (or any ``tests.<...>`` module) from the SDK wheel.
 
-    The wheel installs its tests as a top-level namespace package ``tests``; our own ``tests`` directory
-    has no ``__init__.py``, so ``import tests.orchestrator...`` normally resolves into the wheel. If it does
-    not (a ``tests`` regular package shadows it), the wheel's ``tests`` directory is registered as the
-    ``tests`` package first, so the fixtures' own ``from tests...`` imports work too.
+    The wheel installs its tests as a top-level namespace package ``tests``. Our own ``tests`` directory has
+    no ``__init__.py``; outside pytest ``import tests.orchestrator`` then resolves into the wheel. Under
+    ``--import-mode=importlib`` pytest registers our directory as the package ``tests`` (a namespace package
+    whose path is only our directory) before importing a test module, which hides the wheel's fixtures. So
+    the wheel's ``tests`` directory is appended to that package's path: the fixtures import each other as
+    ``tests.orchestrator...``/``tests.test_utils...``, and our directory has neither sub-package.
     """
     _ensure_jsonschema()
     root = _sdk_tests_dir()
     qualified = module if module.startswith("tests.") else f"tests.orchestrator.{module}"
-    try:
-        loaded = importlib.import_module(qualified)
-    except ModuleNotFoundError:
-        loaded = None
-    if loaded is not None and Path(str(loaded.__file__)).resolve().is_relative_to(root):
-        return loaded
-    package = types.ModuleType("tests")
-    package.__path__ = [str(root)]  # type: ignore[attr-defined]
-    for name in [n for n in sys.modules if n == "tests" or n.startswith("tests.")]:
-        del sys.modules[name]
-    sys.modules["tests"] = package
-    return importlib.import_module(qualified)
+    package = sys.modules.get("tests")
+    if package is not None:
+        path = getattr(package, "__path__", None)
+        if path is None:
+            raise ImportError(f"a non-package module 'tests' ({package!r}) hides the SDK's test fixtures")
+        if str(root) not in list(path):
+            path.append(str(root))
+            importlib.invalidate_caches()
+    loaded = importlib.import_module(qualified)
+    origin = Path(str(loaded.__file__)).resolve()
+    if not origin.is_relative_to(root):
+        raise ImportError(f"{qualified} resolved to {origin}, not to the SDK's fixtures under {root}")
+    return loaded
