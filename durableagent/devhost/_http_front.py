@@ -165,7 +165,8 @@ class _FunctionRouter:
         if found is None:
             return web.Response(status=404)
         if isinstance(found, MethodNotAllowed):
-            return web.Response(status=405, headers={"Allow": ", ".join(sorted(found.allowed))})
+            # The Functions host treats the method as a route constraint: no match is a 404, not a 405.
+            return web.Response(status=404)
         fn = found.target
         if not self._authorized(fn, request):
             return web.Response(status=401)
