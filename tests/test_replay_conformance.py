@@ -148,40 +148,114 @@ THREE = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
 SEQUENTIAL = [
     Case("initial", _builder(), seq.generator_function, [(TS, 0, "Hello")], False),
     Case("tokyo", _builder("x", _hello_ok(0, TOKYO)), seq.generator_function, [(TS, 1, "Hello")], False),
-    Case("tokyo_and_seattle", _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE)),
-         seq.generator_function, [(TS, 2, "Hello")], False),
-    Case("tokyo_and_seattle_and_london",
-         _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function, [], True, ("done", THREE)),
-    Case("failed_tokyo", _builder("x", _hello_failed(0)), seq.generator_function, [], True,
-         ("failed", SDK_ERROR)),
-    Case("call_activity_with_name",
-         _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function_call_activity_with_name, [], True, ("done", THREE)),
-    Case("call_activity_with_none_return",
-         _builder("x", _hello_ok(0, TOKYO, "hello_return_none"), _hello_ok(1, SEATTLE, "hello_return_none"),
-                  _hello_ok(2, None, "hello_return_none")),  # type: ignore[arg-type]
-         seq.generator_function_call_activity_with_none_return, [], True,
-         ("done", ["Hello Tokyo!", "Hello Seattle!", None])),
-    Case("user_code_raises_exception",
-         _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function_rasing_ex, [], True, ("failed", "Oops!")),
-    Case("multi_when_all_yield", _builder("x", _hello_ok(0, TOKYO)),
-         seq.generator_function_multi_yield_when_all, [], True, ("done", ["Hello Tokyo!"])),
-    Case("sequential_orchestration_no_yield", _builder("x", _hello_ok(0, LONDON)),
-         seq.generator_function_no_yield, [], True, ("done", "Hello London!")),
-    Case("with_serialization", _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function_with_serialization, [], True, ("done", THREE)),
-    Case("duplicate_yields", _builder("x", _hello_ok(0, TOKYO)),
-         seq.generator_function_duplicate_yield, [], True, ("done", "")),
-    Case("reducing_when_any", _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function_reducing_when_all, [], True, ("done", "")),
-    Case("reusing_task_in_when_any",
-         _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
-         seq.generator_function_reuse_task_in_whenany, [], True, ("done", "")),
+    Case(
+        "tokyo_and_seattle",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE)),
+        seq.generator_function,
+        [(TS, 2, "Hello")],
+        False,
+    ),
+    Case(
+        "tokyo_and_seattle_and_london",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "failed_tokyo",
+        _builder("x", _hello_failed(0)),
+        seq.generator_function,
+        [],
+        True,
+        ("failed", SDK_ERROR),
+    ),
+    Case(
+        "call_activity_with_name",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function_call_activity_with_name,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "call_activity_with_none_return",
+        _builder(
+            "x",
+            _hello_ok(0, TOKYO, "hello_return_none"),
+            _hello_ok(1, SEATTLE, "hello_return_none"),
+            _hello_ok(2, None, "hello_return_none"),
+        ),  # type: ignore[arg-type]
+        seq.generator_function_call_activity_with_none_return,
+        [],
+        True,
+        ("done", ["Hello Tokyo!", "Hello Seattle!", None]),
+    ),
+    Case(
+        "user_code_raises_exception",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function_rasing_ex,
+        [],
+        True,
+        ("failed", "Oops!"),
+    ),
+    Case(
+        "multi_when_all_yield",
+        _builder("x", _hello_ok(0, TOKYO)),
+        seq.generator_function_multi_yield_when_all,
+        [],
+        True,
+        ("done", ["Hello Tokyo!"]),
+    ),
+    Case(
+        "sequential_orchestration_no_yield",
+        _builder("x", _hello_ok(0, LONDON)),
+        seq.generator_function_no_yield,
+        [],
+        True,
+        ("done", "Hello London!"),
+    ),
+    Case(
+        "with_serialization",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function_with_serialization,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "duplicate_yields",
+        _builder("x", _hello_ok(0, TOKYO)),
+        seq.generator_function_duplicate_yield,
+        [],
+        True,
+        ("done", ""),
+    ),
+    Case(
+        "reducing_when_any",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function_reducing_when_all,
+        [],
+        True,
+        ("done", ""),
+    ),
+    Case(
+        "reusing_task_in_when_any",
+        _builder("x", _hello_ok(0, TOKYO), _hello_ok(1, SEATTLE), _hello_ok(2, LONDON)),
+        seq.generator_function_reuse_task_in_whenany,
+        [],
+        True,
+        ("done", ""),
+    ),
     # WhenAny(WhenAll(a, b, WhenAny(c))) after the first activity: three new tasks, ids in action order.
-    Case("compound_tasks", _builder("x", _hello_ok(0, TOKYO)), seq.generator_function_compound_tasks,
-         [(TS, 1, "Hello"), (TS, 2, "Hello"), (TS, 3, "Hello")], False),
+    Case(
+        "compound_tasks",
+        _builder("x", _hello_ok(0, TOKYO)),
+        seq.generator_function_compound_tasks,
+        [(TS, 1, "Hello"), (TS, 2, "Hello"), (TS, 3, "Hello")],
+        False,
+    ),
 ]
 
 
@@ -228,7 +302,7 @@ def _inputs(*expected: tuple[int, str]) -> Callable[[ReplayResult, list[HistoryE
 
 
 def _out_of_order_prefix(stage: int) -> Callable[[Any], None]:
-    """Prefixes of ``add_two_retriable_events_completing_out_of_order`` (the same builder calls, cut short)."""
+    """Prefixes of ``add_two_retriable_events_completing_out_of_order`` (its builder calls, cut short)."""
 
     def build(b: Any) -> None:
         b.add_task_scheduled_event(name="Hello", id_=0)  # Tokyo
@@ -255,71 +329,215 @@ def _out_of_order_prefix(stage: int) -> Callable[[Any], None]:
 
 RETRY = [
     Case("initial", _builder(), retry.generator_function, [(TS, 0, "Hello")], False),
-    Case("tokyo", _builder("x", _r_ok(0, TOKYO)), retry.generator_function, [(TS, 1, "Hello")], False,
-         check=_inputs((1, "Seattle"))),
-    Case("failed_tokyo_with_retry", _builder("x", _r_failed(0)), retry.generator_function, [(TC, 1, None)],
-         False, check=_retry_timer_due()),
-    Case("failed_tokyo_with_timer_entry", _builder("x", _r_failed(0), _r_timer(1)), retry.generator_function,
-         [(TS, 2, "Hello")], False, check=_inputs((2, "Tokyo"))),
-    Case("failed_tokyo_with_failed_retry", _builder("x", _r_failed(0), _r_timer(1), _r_failed(2)),
-         retry.generator_function, [(TC, 3, None)], False, check=_retry_timer_due()),
-    Case("failed_tokyo_with_failed_retry_timer_added",
-         _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3)),
-         retry.generator_function, [(TS, 4, "Hello")], False),
-    Case("successful_tokyo_with_failed_retry_timer_added",
-         _builder("x", _r_failed(0), _r_timer(1), _r_ok(2, TOKYO)), retry.generator_function,
-         [(TS, 3, "Hello")], False, check=_inputs((3, "Seattle"))),
+    Case(
+        "tokyo",
+        _builder("x", _r_ok(0, TOKYO)),
+        retry.generator_function,
+        [(TS, 1, "Hello")],
+        False,
+        check=_inputs((1, "Seattle")),
+    ),
+    Case(
+        "failed_tokyo_with_retry",
+        _builder("x", _r_failed(0)),
+        retry.generator_function,
+        [(TC, 1, None)],
+        False,
+        check=_retry_timer_due(),
+    ),
+    Case(
+        "failed_tokyo_with_timer_entry",
+        _builder("x", _r_failed(0), _r_timer(1)),
+        retry.generator_function,
+        [(TS, 2, "Hello")],
+        False,
+        check=_inputs((2, "Tokyo")),
+    ),
+    Case(
+        "failed_tokyo_with_failed_retry",
+        _builder("x", _r_failed(0), _r_timer(1), _r_failed(2)),
+        retry.generator_function,
+        [(TC, 3, None)],
+        False,
+        check=_retry_timer_due(),
+    ),
+    Case(
+        "failed_tokyo_with_failed_retry_timer_added",
+        _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3)),
+        retry.generator_function,
+        [(TS, 4, "Hello")],
+        False,
+    ),
+    Case(
+        "successful_tokyo_with_failed_retry_timer_added",
+        _builder("x", _r_failed(0), _r_timer(1), _r_ok(2, TOKYO)),
+        retry.generator_function,
+        [(TS, 3, "Hello")],
+        False,
+        check=_inputs((3, "Seattle")),
+    ),
     # The last allowed attempt failed: DTFx still creates one more timer before the failure surfaces.
-    Case("failed_tokyo_last_attempt_extra_timer",
-         _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4)),
-         retry.generator_function, [(TC, 5, None)], False, check=_retry_timer_due()),
-    Case("failed_tokyo_hit_max_attempts",
-         _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4), _r_timer(5)),
-         retry.generator_function, [], True, ("failed", SDK_ERROR)),
-    Case("failed_tokyo_hit_max_attempts_in_try_catch",
-         _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4), _r_timer(5),
-                  _r_ok(6, SEATTLE)),
-         retry.generator_function_try_catch, [], True, ("done", "Hello Seattle!")),
-    Case("failed_tokyo_hit_max_attempts_in_try_catch_next",
-         _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4), _r_timer(5)),
-         retry.generator_function_try_catch, [(TS, 6, "Hello")], False, check=_inputs((6, "Seattle"))),
-    Case("concurrent_retriable_results",
-         _builder("x", _r_failed(0), _r_failed(1), _r_failed(2), _r_timer(3), _r_timer(4), _r_timer(5),
-                  _r_ok(6, TOKYO), _r_ok(7, SEATTLE), _r_ok(8, LONDON)),
-         retry.generator_function_concurrent_retries, [], True, ("done", THREE)),
-    Case("concurrent_retriable_results_unordered_arrival",
-         _builder("x", _r_failed(0), _r_failed(1), _r_failed(2), _r_timer(3), _r_timer(4), _r_timer(5),
-                  _r_ok(8, LONDON), _r_ok(6, TOKYO), _r_ok(7, SEATTLE)),
-         retry.generator_function_concurrent_retries, [], True, ("done", THREE)),
-    Case("concurrent_retriable_results_mixed_arrival",
-         _builder("x", _r_failed(1), _r_ok(0, TOKYO), _r_failed(2), _r_timer(3), _r_timer(4),
-                  _r_ok(6, LONDON), _r_ok(5, SEATTLE)),
-         retry.generator_function_concurrent_retries, [], True, ("done", THREE)),
-    Case("concurrent_initial", _builder(), retry.generator_function_concurrent_retries,
-         [(TS, 0, "Hello"), (TS, 1, "Hello"), (TS, 2, "Hello")], False,
-         check=_inputs((0, "Tokyo"), (1, "Seattle"), (2, "London"))),
+    Case(
+        "failed_tokyo_last_attempt_extra_timer",
+        _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4)),
+        retry.generator_function,
+        [(TC, 5, None)],
+        False,
+        check=_retry_timer_due(),
+    ),
+    Case(
+        "failed_tokyo_hit_max_attempts",
+        _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4), _r_timer(5)),
+        retry.generator_function,
+        [],
+        True,
+        ("failed", SDK_ERROR),
+    ),
+    Case(
+        "failed_tokyo_hit_max_attempts_in_try_catch",
+        _builder(
+            "x",
+            _r_failed(0),
+            _r_timer(1),
+            _r_failed(2),
+            _r_timer(3),
+            _r_failed(4),
+            _r_timer(5),
+            _r_ok(6, SEATTLE),
+        ),
+        retry.generator_function_try_catch,
+        [],
+        True,
+        ("done", "Hello Seattle!"),
+    ),
+    Case(
+        "failed_tokyo_hit_max_attempts_in_try_catch_next",
+        _builder("x", _r_failed(0), _r_timer(1), _r_failed(2), _r_timer(3), _r_failed(4), _r_timer(5)),
+        retry.generator_function_try_catch,
+        [(TS, 6, "Hello")],
+        False,
+        check=_inputs((6, "Seattle")),
+    ),
+    Case(
+        "concurrent_retriable_results",
+        _builder(
+            "x",
+            _r_failed(0),
+            _r_failed(1),
+            _r_failed(2),
+            _r_timer(3),
+            _r_timer(4),
+            _r_timer(5),
+            _r_ok(6, TOKYO),
+            _r_ok(7, SEATTLE),
+            _r_ok(8, LONDON),
+        ),
+        retry.generator_function_concurrent_retries,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "concurrent_retriable_results_unordered_arrival",
+        _builder(
+            "x",
+            _r_failed(0),
+            _r_failed(1),
+            _r_failed(2),
+            _r_timer(3),
+            _r_timer(4),
+            _r_timer(5),
+            _r_ok(8, LONDON),
+            _r_ok(6, TOKYO),
+            _r_ok(7, SEATTLE),
+        ),
+        retry.generator_function_concurrent_retries,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "concurrent_retriable_results_mixed_arrival",
+        _builder(
+            "x",
+            _r_failed(1),
+            _r_ok(0, TOKYO),
+            _r_failed(2),
+            _r_timer(3),
+            _r_timer(4),
+            _r_ok(6, LONDON),
+            _r_ok(5, SEATTLE),
+        ),
+        retry.generator_function_concurrent_retries,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "concurrent_initial",
+        _builder(),
+        retry.generator_function_concurrent_retries,
+        [(TS, 0, "Hello"), (TS, 1, "Hello"), (TS, 2, "Hello")],
+        False,
+        check=_inputs((0, "Tokyo"), (1, "Seattle"), (2, "London")),
+    ),
     # The three timers of concurrent_retriable_results are 3, 4, 5 in failure order; the re-runs 6, 7, 8.
-    Case("concurrent_three_timers_fired",
-         _builder("x", _r_failed(0), _r_failed(1), _r_failed(2), _r_timer(3), _r_timer(4), _r_timer(5)),
-         retry.generator_function_concurrent_retries, [(TS, 6, "Hello"), (TS, 7, "Hello"), (TS, 8, "Hello")],
-         False, check=_inputs((6, "Tokyo"), (7, "Seattle"), (8, "London"))),
-    Case("alternating_taskIDs_when_all", _builder("x", _two_out_of_order),
-         retry.generator_function_two_concurrent_retries_when_all, [], True,
-         ("done", ["Hello Tokyo!", "Hello Seattle!"])),
-    Case("alternating_taskIDs_when_any", _builder("x", _two_out_of_order),
-         retry.generator_function_two_concurrent_retries_when_any, [], True, ("done", "Hello Seattle!")),
+    Case(
+        "concurrent_three_timers_fired",
+        _builder("x", _r_failed(0), _r_failed(1), _r_failed(2), _r_timer(3), _r_timer(4), _r_timer(5)),
+        retry.generator_function_concurrent_retries,
+        [(TS, 6, "Hello"), (TS, 7, "Hello"), (TS, 8, "Hello")],
+        False,
+        check=_inputs((6, "Tokyo"), (7, "Seattle"), (8, "London")),
+    ),
+    Case(
+        "alternating_taskIDs_when_all",
+        _builder("x", _two_out_of_order),
+        retry.generator_function_two_concurrent_retries_when_all,
+        [],
+        True,
+        ("done", ["Hello Tokyo!", "Hello Seattle!"]),
+    ),
+    Case(
+        "alternating_taskIDs_when_any",
+        _builder("x", _two_out_of_order),
+        retry.generator_function_two_concurrent_retries_when_any,
+        [],
+        True,
+        ("done", "Hello Seattle!"),
+    ),
     # The same history, cut after each episode: Seattle (task 1) fails first -> timer 2; Tokyo -> timer 3;
     # both timers fired -> Seattle re-runs as 4, Tokyo as 5.
-    Case("alternating_seattle_fails_first", _builder("x", _out_of_order_prefix(1)),
-         retry.generator_function_two_concurrent_retries_when_all, [(TC, 2, None)], False),
-    Case("alternating_tokyo_fails_second", _builder("x", _out_of_order_prefix(2)),
-         retry.generator_function_two_concurrent_retries_when_all, [(TC, 3, None)], False),
-    Case("alternating_both_timers_fired", _builder("x", _out_of_order_prefix(3)),
-         retry.generator_function_two_concurrent_retries_when_all, [(TS, 4, "Hello"), (TS, 5, "Hello")], False,
-         check=_inputs((4, "Seattle"), (5, "Tokyo"))),
-    Case("alternating_both_timers_fired_when_any", _builder("x", _out_of_order_prefix(3)),
-         retry.generator_function_two_concurrent_retries_when_any, [(TS, 4, "Hello"), (TS, 5, "Hello")], False,
-         check=_inputs((4, "Seattle"), (5, "Tokyo"))),
+    Case(
+        "alternating_seattle_fails_first",
+        _builder("x", _out_of_order_prefix(1)),
+        retry.generator_function_two_concurrent_retries_when_all,
+        [(TC, 2, None)],
+        False,
+    ),
+    Case(
+        "alternating_tokyo_fails_second",
+        _builder("x", _out_of_order_prefix(2)),
+        retry.generator_function_two_concurrent_retries_when_all,
+        [(TC, 3, None)],
+        False,
+    ),
+    Case(
+        "alternating_both_timers_fired",
+        _builder("x", _out_of_order_prefix(3)),
+        retry.generator_function_two_concurrent_retries_when_all,
+        [(TS, 4, "Hello"), (TS, 5, "Hello")],
+        False,
+        check=_inputs((4, "Seattle"), (5, "Tokyo")),
+    ),
+    Case(
+        "alternating_both_timers_fired_when_any",
+        _builder("x", _out_of_order_prefix(3)),
+        retry.generator_function_two_concurrent_retries_when_any,
+        [(TS, 4, "Hello"), (TS, 5, "Hello")],
+        False,
+        check=_inputs((4, "Seattle"), (5, "Tokyo")),
+    ),
 ]
 
 
@@ -354,15 +572,39 @@ def _first_timers(result: ReplayResult, history: list[HistoryEvent]) -> None:
 
 
 TIMERS = [
-    Case("initial", _builder(), timer.generator_function, [(TC, 0, None)], False,
-         check=_fires_at((0, datetime(2020, 7, 23, 21, 56, 54, 936700, tzinfo=UTC)))),
-    Case("timers_comparison_with_relaxed_precision", _builder("x", _timer_fired(0, "2020-07-23T21:56:54.9367Z")),
-         timer.generator_function, [], True, ("done", "Done!")),
-    Case("timers_can_be_cancelled_initial", _builder(), timer.generator_function_timer_can_be_cancelled,
-         [(TC, 0, None), (TC, 1, None)], False, check=_first_timers),
+    Case(
+        "initial",
+        _builder(),
+        timer.generator_function,
+        [(TC, 0, None)],
+        False,
+        check=_fires_at((0, datetime(2020, 7, 23, 21, 56, 54, 936700, tzinfo=UTC))),
+    ),
+    Case(
+        "timers_comparison_with_relaxed_precision",
+        _builder("x", _timer_fired(0, "2020-07-23T21:56:54.9367Z")),
+        timer.generator_function,
+        [],
+        True,
+        ("done", "Done!"),
+    ),
+    Case(
+        "timers_can_be_cancelled_initial",
+        _builder(),
+        timer.generator_function_timer_can_be_cancelled,
+        [(TC, 0, None), (TC, 1, None)],
+        False,
+        check=_first_timers,
+    ),
     # The second timer is cancelled by the code once the first fires; its later TimerFired is ignored.
-    Case("timers_can_be_cancelled", _builder("x", _cancellable_timers),
-         timer.generator_function_timer_can_be_cancelled, [], True, ("done", "Done!")),
+    Case(
+        "timers_can_be_cancelled",
+        _builder("x", _cancellable_timers),
+        timer.generator_function_timer_can_be_cancelled,
+        [],
+        True,
+        ("done", "Done!"),
+    ),
 ]
 
 
@@ -385,7 +627,7 @@ def _default_sub_instance(task_id: int) -> Callable[[ReplayResult, list[HistoryE
     """Without an instance id, DTFx names the child ``<parent execution id>:<task id>``."""
 
     def check(result: ReplayResult, history: list[HistoryEvent]) -> None:
-        (decision, event), = result.decisions
+        ((decision, event),) = result.decisions
         assert isinstance(decision, StartSubOrchestration)
         expected = f"{execution_of(history).execution_id}:{task_id}"
         assert decision.instance_id == expected
@@ -396,48 +638,129 @@ def _default_sub_instance(task_id: int) -> Callable[[ReplayResult, list[HistoryE
 
 HSO = "HelloSubOrchestrator"
 SUB_ORCHESTRATORS = [
-    Case("initial", _builder(), sub.generator_function, [(SUB, 0, HSO)], False, check=_default_sub_instance(0)),
-    Case("tokyo", _builder("x", _sub_ok(sub, 0, TOKYO)), sub.generator_function, [(SUB, 1, HSO)], False,
-         check=_default_sub_instance(1)),
-    Case("tokyo_and_seattle_and_london_state",
-         _builder("x", _sub_ok(sub, 0, TOKYO), _sub_ok(sub, 1, SEATTLE), _sub_ok(sub, 2, LONDON)),
-         sub.generator_function, [], True, ("done", THREE)),
-    Case("call_suborchestrator_by_name",
-         _builder("x", _sub_ok(sub, 0, TOKYO), _sub_ok(sub, 1, SEATTLE), _sub_ok(sub, 2, LONDON)),
-         sub.generator_function_call_by_function_name, [], True, ("done", THREE)),
-    Case("retry_tokyo_and_seattle_and_london_state",
-         _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_ok(sub_retry, 1, SEATTLE), _sub_ok(sub_retry, 2, LONDON)),
-         sub_retry.generator_function, [], True, ("done", THREE)),
-    Case("retry_seattle_failed", _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_failed(1)),
-         sub_retry.generator_function, [(TC, 2, None)], False, check=_retry_timer_due()),
-    Case("retry_seattle_timer_fired", _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_failed(1), _sub_timer(2)),
-         sub_retry.generator_function, [(SUB, 3, HSO)], False, check=_default_sub_instance(3)),
-    Case("retry_partial_failure",
-         _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_failed(1), _sub_timer(2), _sub_ok(sub_retry, 3, SEATTLE),
-                  _sub_ok(sub_retry, 4, LONDON)),
-         sub_retry.generator_function, [], True, ("done", THREE)),
-    Case("retry_last_attempt_extra_timer",
-         _builder("x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4)),
-         sub_retry.generator_function, [(TC, 5, None)], False),
-    Case("retry_all_failed",
-         _builder("x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4), _sub_timer(5)),
-         sub_retry.generator_function, [], True, ("failed", SDK_ERROR)),
+    Case(
+        "initial", _builder(), sub.generator_function, [(SUB, 0, HSO)], False, check=_default_sub_instance(0)
+    ),
+    Case(
+        "tokyo",
+        _builder("x", _sub_ok(sub, 0, TOKYO)),
+        sub.generator_function,
+        [(SUB, 1, HSO)],
+        False,
+        check=_default_sub_instance(1),
+    ),
+    Case(
+        "tokyo_and_seattle_and_london_state",
+        _builder("x", _sub_ok(sub, 0, TOKYO), _sub_ok(sub, 1, SEATTLE), _sub_ok(sub, 2, LONDON)),
+        sub.generator_function,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "call_suborchestrator_by_name",
+        _builder("x", _sub_ok(sub, 0, TOKYO), _sub_ok(sub, 1, SEATTLE), _sub_ok(sub, 2, LONDON)),
+        sub.generator_function_call_by_function_name,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "retry_tokyo_and_seattle_and_london_state",
+        _builder(
+            "x", _sub_ok(sub_retry, 0, TOKYO), _sub_ok(sub_retry, 1, SEATTLE), _sub_ok(sub_retry, 2, LONDON)
+        ),
+        sub_retry.generator_function,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "retry_seattle_failed",
+        _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_failed(1)),
+        sub_retry.generator_function,
+        [(TC, 2, None)],
+        False,
+        check=_retry_timer_due(),
+    ),
+    Case(
+        "retry_seattle_timer_fired",
+        _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_failed(1), _sub_timer(2)),
+        sub_retry.generator_function,
+        [(SUB, 3, HSO)],
+        False,
+        check=_default_sub_instance(3),
+    ),
+    Case(
+        "retry_partial_failure",
+        _builder(
+            "x",
+            _sub_ok(sub_retry, 0, TOKYO),
+            _sub_failed(1),
+            _sub_timer(2),
+            _sub_ok(sub_retry, 3, SEATTLE),
+            _sub_ok(sub_retry, 4, LONDON),
+        ),
+        sub_retry.generator_function,
+        [],
+        True,
+        ("done", THREE),
+    ),
+    Case(
+        "retry_last_attempt_extra_timer",
+        _builder("x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4)),
+        sub_retry.generator_function,
+        [(TC, 5, None)],
+        False,
+    ),
+    Case(
+        "retry_all_failed",
+        _builder(
+            "x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4), _sub_timer(5)
+        ),
+        sub_retry.generator_function,
+        [],
+        True,
+        ("failed", SDK_ERROR),
+    ),
 ]
 
 
 # test_task_any.py ----------------------------------------------------------------------------------------
 
 TASK_ANY = [
-    Case("continues_on_zero_inner_tasks", lambda: ContextBuilder(), any_.generator_function_no_activity, [],
-         True, ("done", "Done!")),
-    Case("continues_on_zero_results", lambda: ContextBuilder(), any_.generator_function,
-         [(TS, 0, "Hello"), (TS, 1, "Hello"), (TS, 2, "Hello")], False),
+    Case(
+        "continues_on_zero_inner_tasks",
+        lambda: ContextBuilder(),
+        any_.generator_function_no_activity,
+        [],
+        True,
+        ("done", "Done!"),
+    ),
+    Case(
+        "continues_on_zero_results",
+        lambda: ContextBuilder(),
+        any_.generator_function,
+        [(TS, 0, "Hello"), (TS, 1, "Hello"), (TS, 2, "Hello")],
+        False,
+    ),
     # The fixture records only task 0's TaskScheduled; DTFx would (re)send tasks 1 and 2 as new work.
-    Case("continues_on_one_failure",
-         _builder("", lambda b: fan.add_failed_event(b, 0, "Hello", reason="", details="")),
-         any_.generator_function, [(TS, 1, "Hello"), (TS, 2, "Hello")], True, ("done", "exception")),
-    Case("succeeds_on_one_result", _builder("", lambda b: fan.add_completed_event(b, 0, "Hello", result="1")),
-         any_.generator_function, [(TS, 1, "Hello"), (TS, 2, "Hello")], True, ("done", "1")),
+    Case(
+        "continues_on_one_failure",
+        _builder("", lambda b: fan.add_failed_event(b, 0, "Hello", reason="", details="")),
+        any_.generator_function,
+        [(TS, 1, "Hello"), (TS, 2, "Hello")],
+        True,
+        ("done", "exception"),
+    ),
+    Case(
+        "succeeds_on_one_result",
+        _builder("", lambda b: fan.add_completed_event(b, 0, "Hello", result="1")),
+        any_.generator_function,
+        [(TS, 1, "Hello"), (TS, 2, "Hello")],
+        True,
+        ("done", "1"),
+    ),
 ]
 
 
@@ -467,23 +790,64 @@ def _entity_requests(*expected: tuple[str, bool, Any]) -> Callable[[ReplayResult
 
 
 ENTITIES = [
-    Case("call_entity_sent", _builder(), entity.generator_function_call_entity, [(SENT, 0, COUNTER)], False,
-         check=_entity_requests(("add", False, 3))),
-    Case("signal_entity_sent", _builder(), entity.generator_function_signal_entity,
-         [(SENT, 0, COUNTER), (SENT, 1, COUNTER)], False,
-         check=_entity_requests(("add", True, 3), ("get", False, None))),
+    Case(
+        "call_entity_sent",
+        _builder(),
+        entity.generator_function_call_entity,
+        [(SENT, 0, COUNTER)],
+        False,
+        check=_entity_requests(("add", False, 3)),
+    ),
+    Case(
+        "signal_entity_sent",
+        _builder(),
+        entity.generator_function_signal_entity,
+        [(SENT, 0, COUNTER), (SENT, 1, COUNTER)],
+        False,
+        check=_entity_requests(("add", True, 3), ("get", False, None)),
+    ),
     # The fixture records only the call's EventSent (id 1), not the signal's (id 0): DTFx would send it again.
-    Case("signal_entity_sent_and_response_received", _builder("x", _entity_done("get", 3, 1)),
-         entity.generator_function_signal_entity, [(SENT, 0, COUNTER)], True, ("done", [3]),
-         check=_entity_requests(("add", True, 3))),
-    Case("call_entity_raised", _builder("x", _entity_done("add", 3, 0)), entity.generator_function_call_entity,
-         [], True, ("done", [3])),
-    Case("call_entity_catch_exception", _builder("x", _entity_done("add", "I am an error!", 0, is_error=True)),
-         entity.generator_function_catch_entity_exception, [], True, ("done", "Exception thrown")),
-    Case("timeout_entity_catch_exception",
-         _builder("x", _entity_done("add", "Timeout value of 00:02:00 was exceeded by function: Functions.SlowEntity.",
-                                    0, literal_input=True)),
-         entity.generator_function_catch_entity_exception, [], True, ("done", "Exception thrown")),
+    Case(
+        "signal_entity_sent_and_response_received",
+        _builder("x", _entity_done("get", 3, 1)),
+        entity.generator_function_signal_entity,
+        [(SENT, 0, COUNTER)],
+        True,
+        ("done", [3]),
+        check=_entity_requests(("add", True, 3)),
+    ),
+    Case(
+        "call_entity_raised",
+        _builder("x", _entity_done("add", 3, 0)),
+        entity.generator_function_call_entity,
+        [],
+        True,
+        ("done", [3]),
+    ),
+    Case(
+        "call_entity_catch_exception",
+        _builder("x", _entity_done("add", "I am an error!", 0, is_error=True)),
+        entity.generator_function_catch_entity_exception,
+        [],
+        True,
+        ("done", "Exception thrown"),
+    ),
+    Case(
+        "timeout_entity_catch_exception",
+        _builder(
+            "x",
+            _entity_done(
+                "add",
+                "Timeout value of 00:02:00 was exceeded by function: Functions.SlowEntity.",
+                0,
+                literal_input=True,
+            ),
+        ),
+        entity.generator_function_catch_entity_exception,
+        [],
+        True,
+        ("done", "Exception thrown"),
+    ),
 ]
 
 
@@ -500,8 +864,15 @@ def _does_not_continue(result: ReplayResult, history: list[HistoryEvent]) -> Non
 
 CONTINUE_AS_NEW = [
     Case("initial", _builder(), can.generator_function, [(TS, 0, "Hello")], False, check=_does_not_continue),
-    Case("tokyo", _builder("x", lambda b: can.add_hello_completed_events(b, 0, TOKYO)), can.generator_function,
-         [], True, ("done", None), check=_continues_as_new),
+    Case(
+        "tokyo",
+        _builder("x", lambda b: can.add_hello_completed_events(b, 0, TOKYO)),
+        can.generator_function,
+        [],
+        True,
+        ("done", None),
+        check=_continues_as_new,
+    ),
 ]
 
 
@@ -518,17 +889,43 @@ def _parrots(failed_index: int = -1) -> Callable[[Any], None]:
 
 FAN_OUT = [
     Case("initial_call", _builder(), fan.generator_function, [(TS, 0, "GetActivityCount")], False),
-    Case("get_activity_count_success", _builder("x", _count), fan.generator_function,
-         [(TS, i, "ParrotValue") for i in range(1, 6)], False,
-         check=_inputs(*((i + 1, str(i)) for i in range(5)))),
-    Case("parrot_value_success", _builder("x", _count, _parrots()), fan.generator_function,
-         [(TS, 6, "ShowMeTheSum")], False, check=_inputs((6, [0, 1, 2, 3, 4]))),
-    Case("show_me_the_sum_success",
-         _builder("x", _count, _parrots(),
-                  lambda b: fan.add_completed_event(b, 6, "ShowMeTheSum", "Well that's nice 10!")),
-         fan.generator_function, [], True, ("done", "Well that's nice 10!")),
-    Case("failed_parrot_value", _builder("x", _count, _parrots(2)), fan.generator_function, [], True,
-         ("failed", SDK_ERROR)),
+    Case(
+        "get_activity_count_success",
+        _builder("x", _count),
+        fan.generator_function,
+        [(TS, i, "ParrotValue") for i in range(1, 6)],
+        False,
+        check=_inputs(*((i + 1, str(i)) for i in range(5))),
+    ),
+    Case(
+        "parrot_value_success",
+        _builder("x", _count, _parrots()),
+        fan.generator_function,
+        [(TS, 6, "ShowMeTheSum")],
+        False,
+        check=_inputs((6, [0, 1, 2, 3, 4])),
+    ),
+    Case(
+        "show_me_the_sum_success",
+        _builder(
+            "x",
+            _count,
+            _parrots(),
+            lambda b: fan.add_completed_event(b, 6, "ShowMeTheSum", "Well that's nice 10!"),
+        ),
+        fan.generator_function,
+        [],
+        True,
+        ("done", "Well that's nice 10!"),
+    ),
+    Case(
+        "failed_parrot_value",
+        _builder("x", _count, _parrots(2)),
+        fan.generator_function,
+        [],
+        True,
+        ("failed", SDK_ERROR),
+    ),
 ]
 
 
@@ -547,13 +944,31 @@ def _raised(*names: str, payload: str = PAYLOAD) -> Callable[[Any], None]:
 
 EXTERNAL_EVENTS = [
     Case("continue_when_no_payload", lambda: ContextBuilder(), ext.generator_function, [], False),
-    Case("succeeds_on_payload", _builder("", _raised("A")), ext.generator_function, [], True,
-         ("done", {"test": "somecontent"})),
-    Case("succeeds_on_out_of_order_payload", _builder("", _raised("B", "A")), ext.generator_function_multiple,
-         [], True, ("done", {"test": "somecontent"})),
+    Case(
+        "succeeds_on_payload",
+        _builder("", _raised("A")),
+        ext.generator_function,
+        [],
+        True,
+        ("done", {"test": "somecontent"}),
+    ),
+    Case(
+        "succeeds_on_out_of_order_payload",
+        _builder("", _raised("B", "A")),
+        ext.generator_function_multiple,
+        [],
+        True,
+        ("done", {"test": "somecontent"}),
+    ),
     Case("waits_for_second_event", _builder("", _raised("B")), ext.generator_function_multiple, [], False),
-    Case("external_event_with_expected_type", _builder("", _raised("A", payload=df_dumps(ext._Payload("hello")))),
-         ext.generator_function_with_expected_type, [], True, ("done", "hello")),
+    Case(
+        "external_event_with_expected_type",
+        _builder("", _raised("A", payload=df_dumps(ext._Payload("hello")))),
+        ext.generator_function_with_expected_type,
+        [],
+        True,
+        ("done", "hello"),
+    ),
 ]
 
 
@@ -568,7 +983,11 @@ ALL = {
     "fan_out": FAN_OUT,
     "external_event": EXTERNAL_EVENTS,
 }
-PARAMS = [pytest.param(case, id=f"{group}-{case.id}", marks=case.marks) for group, cases in ALL.items() for case in cases]
+PARAMS = [
+    pytest.param(case, id=f"{group}-{case.id}", marks=case.marks)
+    for group, cases in ALL.items()
+    for case in cases
+]
 
 
 @pytest.mark.parametrize("case", PARAMS)
@@ -629,7 +1048,9 @@ def test_recorded_sequence_id_mismatch_is_non_deterministic() -> None:
 
 def test_recorded_event_type_mismatch_is_non_deterministic() -> None:
     # The code schedules an activity as task 0; the history recorded a durable timer there.
-    state, history = _sequential_history(lambda b: timer.add_timer_fired_events(b, 0, "2020-07-23T21:56:54.9367Z"))
+    state, history = _sequential_history(
+        lambda b: timer.add_timer_fired_events(b, 0, "2020-07-23T21:56:54.9367Z")
+    )
     with pytest.raises(NonDeterminismError, match="durable timer with sequence ID 0"):
         replay(state, history)
 
@@ -641,8 +1062,11 @@ def test_recorded_work_the_code_no_longer_schedules_is_non_deterministic() -> No
         yield context.create_timer(context.current_utc_datetime)
         return "changed"
 
-    builder = _builder("x", lambda b: seq.add_hello_completed_events(b, 0, TOKYO),
-                       lambda b: seq.add_hello_completed_events(b, 1, SEATTLE))()
+    builder = _builder(
+        "x",
+        lambda b: seq.add_hello_completed_events(b, 0, TOKYO),
+        lambda b: seq.add_hello_completed_events(b, 1, SEATTLE),
+    )()
     state, _ = run_sdk(changed, builder)
     with pytest.raises(NonDeterminismError, match="activity task with sequence ID 1"):
         replay(state, history_from_context_builder(builder))

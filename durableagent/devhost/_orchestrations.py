@@ -35,6 +35,8 @@ from ._store import (
 _log = logging.getLogger("durableagent.devhost.orchestrations")
 
 _OOPROC_LABEL = "\n\n$OutOfProcData$:"
+# visible_at of messages a suspended instance holds back: never due until the resume restores them.
+_HELD = float("inf")
 _COMPLETIONS = {
     EventType.TASK_COMPLETED,
     EventType.TASK_FAILED,
@@ -103,6 +105,8 @@ class _Episode:
     new_events: list[HistoryEvent] = field(default_factory=list)
     outbound: list[NewMessage] = field(default_factory=list)
     reset_history: bool = False
+    held: list[int] = field(default_factory=list)
+    resumed: bool = False
 
 
 class OrchestrationWorker:
@@ -139,15 +143,20 @@ class OrchestrationWorker:
         done_ids = {int(e.get("TaskScheduledId")) for e in history if e.type in _COMPLETIONS}
         fired = {int(e.get("TimerId")) for e in history if e.type == EventType.TIMER_FIRED}
         deliver: list[HistoryEvent] = []
+        deliver_ids: list[int] = []
         status = record.status
         for message in inbox:
             event = HistoryEvent.from_wire(message.body["event"])
             execution = message.body.get("execution")
             if event.type == EventType.EXECUTION_STARTED:
-                episode.consumed.append(message.id)
-                if execution == record.execution_id and status == RuntimeStatus.Pending and not history:
+                started = any(e.type == EventType.EXECUTION_STARTED for e in history)
+                if execution == record.execution_id and not started:
                     deliver.append(event)
-                    status = RuntimeStatus.Running
+                    deliver_ids.append(message.id)
+                    if status in (RuntimeStatus.Pending, RuntimeStatus.ContinuedAsNew):
+                        status = RuntimeStatus.Running
+                else:
+                    episode.consumed.append(message.id)
                 continue
             if status.is_terminal:
                 # DTFx discards messages for finished instances.
@@ -170,10 +179,12 @@ class OrchestrationWorker:
                 episode.consumed.append(message.id)
                 if status == RuntimeStatus.Suspended:
                     status = RuntimeStatus.Running
+                    episode.resumed = True
                     episode.new_events.append(h.execution_resumed(now, event.get("Reason")))
                 continue
             if status == RuntimeStatus.Suspended:
-                continue  # held in the inbox until resumed
+                episode.held.append(message.id)  # held in the inbox, invisible, until resumed
+                continue
             if event.type in _COMPLETIONS:
                 task_id = int(event.get("TaskScheduledId"))
                 if task_id in done_ids:
@@ -185,8 +196,12 @@ class OrchestrationWorker:
                     episode.consumed.append(message.id)
                     continue
                 fired.add(int(event.get("TimerId")))
-            episode.consumed.append(message.id)
+            deliver_ids.append(message.id)
             deliver.append(event)
+        if status == RuntimeStatus.Suspended:
+            episode.held.extend(deliver_ids)  # keep them for after the resume
+        else:
+            episode.consumed.extend(deliver_ids)
         episode.record = replace(record, status=status)
         if status in (RuntimeStatus.Suspended, RuntimeStatus.Pending) or not deliver:
             # Nothing for the orchestrator to see; still record control events, if any.
@@ -253,7 +268,8 @@ class OrchestrationWorker:
             failure = self._replay(episode, full, len(history), state, now)
         if failure is not None:
             self._complete(episode, RuntimeStatus.Failed, json.dumps(failure), now, failed_reason=failure)
-        episode.new_events.append(h.orchestrator_completed(now))
+        if not episode.reset_history:
+            episode.new_events.append(h.orchestrator_completed(now))
 
     def _replay(
         self, episode: _Episode, full: list[HistoryEvent], new_from: int, state: dict[str, Any], now: Any
@@ -342,7 +358,7 @@ class OrchestrationWorker:
         episode.record = replace(
             old,
             execution_id=new_execution_id(),
-            status=RuntimeStatus.Running,
+            status=RuntimeStatus.ContinuedAsNew,
             input=stored_input,
             output=None,
             updated_at=self._clock(),
@@ -375,6 +391,16 @@ class OrchestrationWorker:
         others = [m for m in episode.outbound if "startSub" not in m.body]
         with self._store.transaction() as db:
             self._store.delete_messages(db, episode.consumed)
+            if episode.held:
+                db.executemany(
+                    "UPDATE messages SET visible_at = ? WHERE id = ?", [(_HELD, i) for i in episode.held]
+                )
+            if episode.resumed:
+                db.execute(
+                    "UPDATE messages SET visible_at = 0 WHERE target = ? AND kind = 'orchestration' "
+                    "AND visible_at = ?",
+                    (episode.record.instance_id, _HELD),
+                )
             if episode.reset_history:
                 self._store.clear_history(db, episode.record.instance_id)
             if episode.new_events:

@@ -19,6 +19,7 @@ Also here: :func:`history_from_context_builder`, which turns an SDK test ``Conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -27,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -78,7 +78,9 @@ class _Indexed:
     def __init__(self) -> None:
         # kind -> lower name -> (durable name, trigger binding name, user callable)
         self.functions: dict[str, dict[str, tuple[str, str, Callable[..., Any]]]] = {
-            ORCHESTRATION_TRIGGER: {}, ACTIVITY_TRIGGER: {}, ENTITY_TRIGGER: {},
+            ORCHESTRATION_TRIGGER: {},
+            ACTIVITY_TRIGGER: {},
+            ENTITY_TRIGGER: {},
         }
 
     def names(self, kind: str) -> list[str]:
@@ -87,7 +89,7 @@ class _Indexed:
     def get(self, kind: str, name: str) -> tuple[str, str, Callable[..., Any]]:
         entry = self.functions[kind].get(name.lower())
         if entry is None:
-            raise UnknownFunctionError(f"The function '{name}' doesn't exist, is disabled, or is not a {kind}.")
+            raise UnknownFunctionError(f"The function '{name}' doesn't exist or is not a {kind} function.")
         return entry
 
 
@@ -110,7 +112,8 @@ def index_durable_functions(app: func.FunctionRegister) -> _Indexed:
         for key in ("orchestration", "activity", "entityName"):
             if trigger.get(key):
                 name = str(trigger[key])
-        indexed.functions[trigger["type"]][name.lower()] = (name, str(trigger["name"]), function.get_user_function())
+        entry = (name, str(trigger["name"]), function.get_user_function())
+        indexed.functions[trigger["type"]][name.lower()] = entry
     setattr(app, _INDEX_ATTRIBUTE, indexed)
     return indexed
 
@@ -151,6 +154,8 @@ class Engine:
         self.management: ManagementService
         # Every invocation, in order: (kind, name, payload) — handy for assertions on delivery.
         self.invocations: list[tuple[str, str, Any]] = []
+        # Committed task-hub transactions so far (each wakes the dispatcher).
+        self.commits = 0
 
     # Lifecycle --------------------------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class Engine:
         dispatcher: Dispatcher | None = None
 
         def on_commit() -> None:
+            self.commits += 1
             if dispatcher is not None:
                 dispatcher.notify()
             assert self._changed is not None
@@ -175,7 +181,8 @@ class Engine:
         )
         self.dispatcher = dispatcher
         self.management = ManagementService(
-            self.store, self.clock,
+            self.store,
+            self.clock,
             lambda: [entry[0] for entry in self._orchestrators.values()],
             lambda: self.index.names(ENTITY_TRIGGER),
         )
@@ -195,9 +202,12 @@ class Engine:
     async def _invoke_orchestrator(self, name: str, context_json: str) -> str:
         entry = self._orchestrators.get(name.lower())
         if entry is None:
-            raise UnknownFunctionError(f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator.")
+            raise UnknownFunctionError(
+                f"The function '{name}' doesn't exist or is not an orchestrator function."
+            )
         self.invocations.append(("orchestration", name, context_json))
-        context = OrchestrationTriggerConverter.decode(meta.Datum(context_json, "json"), trigger_metadata=None)
+        datum = meta.Datum(context_json, "json")
+        context = OrchestrationTriggerConverter.decode(datum, trigger_metadata=None)
         result = await self._call(entry[2], entry[1], context, positional=True)
         return str(OrchestrationTriggerConverter.encode(result, expected_type=None).value)
 
@@ -234,13 +244,17 @@ class Engine:
 
     # Client operations --------------------------------------------------------------------------------
 
-    def start(self, name: str, input: Any = None, instance_id: str | None = None) -> str:  # noqa: A002
-        """``client.start_new``: the SDK posts ``df_dumps(input)`` as a JSON string; the host stores its token."""
+    def start(self, name: str, input: Any = None, instance_id: str | None = None) -> str:
+        """``client.start_new``: the SDK posts ``df_dumps(input)`` as a JSON string; the host keeps it."""
         input_json = json.dumps(df_dumps(input)) if input is not None else None
         return self.management.start(name, instance_id, input_json, None)
 
     def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
-        """``client.raise_event``: the SDK posts ``json.dumps(data)`` as a JSON string (a dict arrives as str)."""
+        """``client.raise_event``: the SDK posts ``json.dumps(data)`` as a JSON string.
+
+        So the orchestrator receives ``json.dumps(data)`` (a str), whatever ``data`` is: the extension keeps
+        the body's token, a string (Azure/azure-functions-durable-python#295).
+        """
         self.management.raise_event(instance_id, event_name, json.dumps(json.dumps(data)))
 
     def raise_event_json(self, instance_id: str, event_name: str, input_json: str | None) -> None:
@@ -248,12 +262,12 @@ class Engine:
         self.management.raise_event(instance_id, event_name, input_json)
 
     def signal_entity(self, name: str, key: str, operation: str, value: Any = None) -> None:
-        """``client.signal_entity``: the SDK sends ``json.dumps(value)`` as a JSON string, and no body if falsy."""
+        """``client.signal_entity``: the SDK sends ``json.dumps(value)`` as JSON; no body if it is falsy."""
         input_json = json.dumps(json.dumps(value)) if value else None
         self.management.signal_entity(name, key, operation, input_json)
 
     def read_entity(self, name: str, key: str) -> Any:
-        """The entity's state as the SDK's ``read_entity_state`` returns it (``df_loads`` of the stored JSON)."""
+        """The entity's state as ``read_entity_state`` gives it (``df_loads`` of the stored JSON)."""
         return df_loads(self.management.read_entity(name, key))
 
     def terminate(self, instance_id: str, reason: str | None = None) -> None:
@@ -280,7 +294,9 @@ class Engine:
         record = self.status(instance_id)
         return json.loads(record.output) if record.output is not None else None
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    async def wait_until(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    ) -> None:
         """Wait (without polling the clock in a busy loop) until ``predicate()`` holds after some commit."""
         assert self._changed is not None
         deadline = time.monotonic() + timeout
@@ -291,10 +307,8 @@ class Engine:
             self._changed.clear()
             if predicate():
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.05))
-            except TimeoutError:
-                pass
 
     async def wait(
         self, instance_id: str, timeout: float = 10.0, statuses: Iterable[RuntimeStatus] | None = None
@@ -307,12 +321,14 @@ class Engine:
             return record is not None and record.status in wanted
 
         try:
-            await self.wait_until(reached, timeout, f"{instance_id} to reach {sorted(s.name for s in wanted)}")
+            names = sorted(s.name for s in wanted)
+            await self.wait_until(reached, timeout, f"{instance_id} to reach {names}")
         except EngineTimeout as exc:
             record = self.store.get_instance(instance_id)
             lines = [describe(e) for e in self.store.get_history(instance_id)]
-            raise EngineTimeout(f"{exc}; status {record.status.name if record else None}; history:\n"
-                                + "\n".join(lines)) from None
+            raise EngineTimeout(
+                f"{exc}; status {record.status.name if record else None}; history:\n" + "\n".join(lines)
+            ) from None
         return self.status(instance_id)
 
     async def wait_history(
@@ -322,11 +338,14 @@ class Engine:
         return self.store.get_history(instance_id)
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until no message is due now and no work item runs (delayed timers may remain)."""
+        """Wait until no message is due now and no work item runs (delayed timers may remain).
+
+        Messages a suspended instance holds in its inbox count as due, so do not use this while one is.
+        """
 
         def quiet() -> bool:
             now = self.clock()
-            pending = self.store._db.execute(  # noqa: SLF001 - a test probe of the hub
+            pending = self.store._db.execute(  # a test probe of the hub
                 "SELECT COUNT(*) FROM messages WHERE visible_at <= ?", (now,)
             ).fetchone()[0]
             return pending == 0 and self.dispatcher.idle
@@ -364,15 +383,6 @@ def _sdk_tests_dir() -> Path:
     return Path(spec.origin).resolve().parents[2] / "tests"
 
 
-def _ensure_jsonschema() -> None:
-    # The fixtures' orchestrator_test_utils imports jsonschema (a test-only dependency of the SDK that the
-    # runtime does not need). Only its schema assertions use it; those are not used here.
-    if "jsonschema" not in sys.modules and importlib.util.find_spec("jsonschema") is None:
-        stub = types.ModuleType("jsonschema")
-        stub.validate = lambda instance=None, schema=None, **_: None  # type: ignore[attr-defined]
-        sys.modules["jsonschema"] = stub
-
-
 def sdk_fixture(module: str) -> ModuleType:
     """Import ``tests.orchestrator.<module>`` (or any ``tests.<...>`` module) from the SDK wheel.
 
@@ -383,7 +393,6 @@ def sdk_fixture(module: str) -> ModuleType:
     the wheel's ``tests`` directory is appended to that package's path: the fixtures import each other as
     ``tests.orchestrator...``/``tests.test_utils...``, and our directory has neither sub-package.
     """
-    _ensure_jsonschema()
     root = _sdk_tests_dir()
     qualified = module if module.startswith("tests.") else f"tests.orchestrator.{module}"
     package = sys.modules.get("tests")
