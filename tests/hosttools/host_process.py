@@ -132,7 +132,8 @@ class HostProcess:
             if last is not None and check(last):
                 return last
             time.sleep(0.05)
-        raise AssertionError(f"instance {instance_id} not done after {timeout}s: {last}\n{self.log()[-4000:]}")
+        tail = self.log()[-4000:]
+        raise AssertionError(f"instance {instance_id} not done after {timeout}s: {last}\n{tail}")
 
 
 def copy_app(source: Path, destination: Path) -> Path:
