@@ -1,3 +1,22 @@
 """durableagent: Microsoft Agent Framework agents and workflows, durable on Azure Functions."""
 
-__all__: list[str] = []
+from ._app import AgentFunctionApp
+from ._background import AgentSchedule
+from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
+from ._errors import AgentRegistrationError, DurableAgentError
+from ._requests import RequestLimits
+from ._session_id import AgentSessionId
+from ._state import AgentState, StateLimits
+
+__all__ = [
+    "AgentCallbackContext",
+    "AgentFunctionApp",
+    "AgentRegistrationError",
+    "AgentResponseCallbackProtocol",
+    "AgentSchedule",
+    "AgentSessionId",
+    "AgentState",
+    "DurableAgentError",
+    "RequestLimits",
+    "StateLimits",
+]

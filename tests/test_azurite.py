@@ -157,10 +157,7 @@ def test_data_survives_a_restart(tmp_path: Path, free_ports: FreePorts) -> None:
 
 def test_start_if_needed(azurite: AzuriteInstance, tmp_path: Path) -> None:
     # Not development storage: nothing to do.
-    assert (
-        start_azurite_if_needed("AccountName=prod;AccountKey=k;EndpointSuffix=core.windows.net", tmp_path)
-        is None
-    )
+    assert start_azurite_if_needed("AccountName=prod;AccountKey=k;EndpointSuffix=core.windows.net", tmp_path) is None
     # Already served (by the session's Azurite): nothing to do.
     assert start_azurite_if_needed(azurite.connection_string, tmp_path) is None
 

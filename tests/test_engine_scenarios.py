@@ -501,8 +501,7 @@ async def test_retry_exhausted_fails_after_the_extra_timer() -> None:
         assert FLAKY_CALLS["k2"] == 3
         output = engine.output(iid)
         assert output.startswith(
-            "Orchestrator function 'retrying' failed: "
-            "Activity function 'flaky' failed: ValueError: k2 attempt 3 failed"
+            "Orchestrator function 'retrying' failed: Activity function 'flaky' failed: ValueError: k2 attempt 3 failed"
         ), output
         completed = of_type(history, EventType.EXECUTION_COMPLETED)[0]
         assert completed.get("OrchestrationStatus") == int(RuntimeStatus.Failed)

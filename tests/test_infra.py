@@ -251,9 +251,7 @@ def test_bicep_files_exist() -> None:
 
 def test_every_bicep_file_parses(parsed: dict[str, dict[str, Any]]) -> None:
     assert sorted(parsed) == sorted(p.relative_to(INFRA).as_posix() for p in BICEP_FILES)
-    errors = {
-        path: result["error"] for path, result in parsed.items() if result["error"] or not result["tree"]
-    }
+    errors = {path: result["error"] for path, result in parsed.items() if result["error"] or not result["tree"]}
     assert errors == {}
 
 
@@ -300,9 +298,7 @@ def test_every_api_version_is_pinned(trees: dict[str, dict[str, Any]]) -> None:
 
 def test_storage_account_is_identity_only(trees: dict[str, dict[str, Any]]) -> None:
     accounts = [
-        _body(res)
-        for tree in trees.values()
-        for res in _resources(tree, "Microsoft.Storage/storageAccounts").values()
+        _body(res) for tree in trees.values() for res in _resources(tree, "Microsoft.Storage/storageAccounts").values()
     ]
     assert len(accounts) == 1
     props = accounts[0]["properties"]
@@ -369,9 +365,7 @@ def _role_assignments(trees: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             assert guid_args["type"] == "guid", f"{path}:{name} needs a deterministic guid() name"
             args = list(guid_args["parameters"].values())
             assert props["principalId"] in args and role_var in args, f"{path}:{name} guid() inputs"
-            scope_id = {
-                "operator": {"type": "property_accessor", "operands": {"operand_1": scope, "operand_2": "id"}}
-            }
+            scope_id = {"operator": {"type": "property_accessor", "operands": {"operand_1": scope, "operand_2": "id"}}}
             assert scope_id in args, f"{path}:{name} guid() should include the scope id"
             found.append(
                 {
@@ -466,10 +460,7 @@ def test_app_settings(trees: dict[str, dict[str, Any]]) -> None:
     client_id = "${identity.properties.clientId}"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"ClientId={client_id};Authorization=AAD"
     dts = settings["DURABLE_TASK_SCHEDULER_CONNECTION_STRING"]
-    assert (
-        dts
-        == f"Endpoint=${{durableTaskSchedulerEndpoint}};Authentication=ManagedIdentity;ClientID={client_id}"
-    )
+    assert dts == f"Endpoint=${{durableTaskSchedulerEndpoint}};Authentication=ManagedIdentity;ClientID={client_id}"
 
 
 def test_durable_task_scheduler_is_opt_in(trees: dict[str, dict[str, Any]]) -> None:

@@ -163,9 +163,7 @@ def test_str_return_is_a_200_text_response() -> None:
 
     invoker, functions, _ = make_invoker(app)
     response = run(lambda: invoker.invoke_http(functions["hello"], http_request()))
-    assert response == HttpResponseData(
-        200, (("Content-Type", "text/plain; charset=utf-8"),), b"Hello, World"
-    )
+    assert response == HttpResponseData(200, (("Content-Type", "text/plain; charset=utf-8"),), b"Hello, World")
 
 
 def test_cookies_become_set_cookie_headers() -> None:
@@ -314,9 +312,7 @@ def test_durable_client_gets_the_binding_json_for_the_request_origin() -> None:
 
     @app.route(route="client")
     @app.durable_client_input(client_name="client")
-    async def client_fn(
-        req: func.HttpRequest, client: df.DurableOrchestrationClient, context: func.Context
-    ) -> str:
+    async def client_fn(req: func.HttpRequest, client: df.DurableOrchestrationClient, context: func.Context) -> str:
         return f"{client._orchestration_bindings.task_hub_name} {client._function_invocation_id}"
 
     invoker, functions, origins = make_invoker(app)
@@ -352,10 +348,7 @@ def test_failure_is_reported_in_the_worker_format(caplog: pytest.LogCaptureFixtu
     assert not error.stack.startswith("Traceback")
     assert error.host_message() == f"Result: Failure\nException: ValueError: it broke\nStack: {error.stack}"
     messages = [record.getMessage() for record in caplog.records]
-    assert any(
-        m.startswith("Executing 'Functions.boom' (Reason='This function was programmatically")
-        for m in messages
-    )
+    assert any(m.startswith("Executing 'Functions.boom' (Reason='This function was programmatically") for m in messages)
     assert any(m.startswith("Executed 'Functions.boom' (Failed, Id=inv-2, Duration=") for m in messages)
 
 
@@ -538,18 +531,14 @@ def orchestration_context(name: str, input_json: str) -> str:
 def test_trivial_orchestrator_returns_its_state_json() -> None:
     invoker, functions, _ = make_invoker(durable_app())
     state = run(
-        lambda: invoker.invoke_durable(
-            functions["trivial"], orchestration_context("trivial", '{"who": "World"}')
-        )
+        lambda: invoker.invoke_durable(functions["trivial"], orchestration_context("trivial", '{"who": "World"}'))
     )
     assert json.loads(state) == {"isDone": True, "schemaVersion": 2, "actions": [[]], "output": "Hello World"}
 
 
 def test_orchestrator_schedules_an_activity() -> None:
     invoker, functions, _ = make_invoker(durable_app())
-    state = json.loads(
-        run(lambda: invoker.invoke_durable(functions["chain"], orchestration_context("chain", "null")))
-    )
+    state = json.loads(run(lambda: invoker.invoke_durable(functions["chain"], orchestration_context("chain", "null"))))
     assert state["isDone"] is False
     assert state["actions"] == [[{"actionType": 0, "functionName": "Hello", "input": '"Tokyo"'}]]
 
@@ -714,7 +703,5 @@ def test_return_annotation_none_on_http_fails_at_load() -> None:
     def nothing(req: func.HttpRequest) -> None:
         return None
 
-    with pytest.raises(
-        FunctionLoadError, match='return annotation "NoneType" does not match binding type "http"'
-    ):
+    with pytest.raises(FunctionLoadError, match='return annotation "NoneType" does not match binding type "http"'):
         Invoker(index_function_app(app))

@@ -123,9 +123,7 @@ def test_setting_substitution() -> None:
     assert occurrences("%MY_SCHEDULE%", "2024-01-01T10:02:00", 1, MY_SCHEDULE="0 0 * * * *") == [
         at("2024-01-01T11:00:00")
     ]
-    assert occurrences("0 */%MINUTES% * * * *", "2024-01-01T10:02:00", 1, MINUTES="15") == [
-        at("2024-01-01T10:15:00")
-    ]
+    assert occurrences("0 */%MINUTES% * * * *", "2024-01-01T10:02:00", 1, MINUTES="15") == [at("2024-01-01T10:15:00")]
     assert parse("%EVERY%", EVERY="00:10:00") == IntervalSchedule(timedelta(minutes=10))
     with pytest.raises(ValueError, match=r"my_timer.*'MISSING'"):
         parse("%MISSING%")

@@ -34,9 +34,7 @@ def unique_queue() -> str:
     return f"q-{uuid.uuid4().hex[:16]}"
 
 
-def queue_function(
-    queue_name: str, name: str = "work", connection: str = "AzureWebJobsStorage"
-) -> IndexedFunction:
+def queue_function(queue_name: str, name: str = "work", connection: str = "AzureWebJobsStorage") -> IndexedFunction:
     trigger = {
         "direction": "IN",
         "type": "queueTrigger",
@@ -58,16 +56,12 @@ def to_queue_message(trigger: TriggerInput) -> func.QueueMessage:
         for key, value in trigger.metadata.items()
         if value is not None
     }
-    message = QueueMessageInConverter.decode(
-        Datum(trigger.data, trigger.data_type), trigger_metadata=metadata
-    )
+    message = QueueMessageInConverter.decode(Datum(trigger.data, trigger.data_type), trigger_metadata=metadata)
     assert isinstance(message, func.QueueMessage)
     return message
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0
-) -> None:
+async def eventually(condition: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -206,9 +200,7 @@ def test_message_encoding_none_delivers_text_as_is(azurite: AzuriteInstance) -> 
     assert calls.inputs[0].data == b"plain text"
 
 
-def test_failing_function_is_retried_then_poisoned(
-    azurite: AzuriteInstance, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_failing_function_is_retried_then_poisoned(azurite: AzuriteInstance, caplog: pytest.LogCaptureFixture) -> None:
     queue = unique_queue()
 
     async def fail(trigger: TriggerInput) -> None:
@@ -348,18 +340,14 @@ def test_send_queue_messages_round_trip(azurite: AzuriteInstance) -> None:
         await send_queue_messages(azurite.connection_string, queue, ["héllo", b"\xff\x00"])
         encoded = await peek(azurite.connection_string, queue)
         plain_queue = unique_queue()
-        await send_queue_messages(
-            azurite.connection_string, plain_queue, ["as is", b"bytes"], encoding="none"
-        )
+        await send_queue_messages(azurite.connection_string, plain_queue, ["as is", b"bytes"], encoding="none")
         return encoded, await peek(azurite.connection_string, plain_queue)
 
     encoded, plain = asyncio.run(main())
     assert [base64.b64decode(m) for m in encoded] == ["héllo".encode(), b"\xff\x00"]
     assert plain == ["as is", "bytes"]
     with pytest.raises(ValueError, match="base64"):
-        asyncio.run(
-            send_queue_messages(azurite.connection_string, unique_queue(), [b"\xff"], encoding="none")
-        )
+        asyncio.run(send_queue_messages(azurite.connection_string, unique_queue(), [b"\xff"], encoding="none"))
 
 
 def test_queue_name_from_app_setting(azurite: AzuriteInstance) -> None:

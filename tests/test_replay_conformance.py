@@ -638,9 +638,7 @@ def _default_sub_instance(task_id: int) -> Callable[[ReplayResult, list[HistoryE
 
 HSO = "HelloSubOrchestrator"
 SUB_ORCHESTRATORS = [
-    Case(
-        "initial", _builder(), sub.generator_function, [(SUB, 0, HSO)], False, check=_default_sub_instance(0)
-    ),
+    Case("initial", _builder(), sub.generator_function, [(SUB, 0, HSO)], False, check=_default_sub_instance(0)),
     Case(
         "tokyo",
         _builder("x", _sub_ok(sub, 0, TOKYO)),
@@ -667,9 +665,7 @@ SUB_ORCHESTRATORS = [
     ),
     Case(
         "retry_tokyo_and_seattle_and_london_state",
-        _builder(
-            "x", _sub_ok(sub_retry, 0, TOKYO), _sub_ok(sub_retry, 1, SEATTLE), _sub_ok(sub_retry, 2, LONDON)
-        ),
+        _builder("x", _sub_ok(sub_retry, 0, TOKYO), _sub_ok(sub_retry, 1, SEATTLE), _sub_ok(sub_retry, 2, LONDON)),
         sub_retry.generator_function,
         [],
         True,
@@ -715,9 +711,7 @@ SUB_ORCHESTRATORS = [
     ),
     Case(
         "retry_all_failed",
-        _builder(
-            "x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4), _sub_timer(5)
-        ),
+        _builder("x", _sub_failed(0), _sub_timer(1), _sub_failed(2), _sub_timer(3), _sub_failed(4), _sub_timer(5)),
         sub_retry.generator_function,
         [],
         True,
@@ -984,9 +978,7 @@ ALL = {
     "external_event": EXTERNAL_EVENTS,
 }
 PARAMS = [
-    pytest.param(case, id=f"{group}-{case.id}", marks=case.marks)
-    for group, cases in ALL.items()
-    for case in cases
+    pytest.param(case, id=f"{group}-{case.id}", marks=case.marks) for group, cases in ALL.items() for case in cases
 ]
 
 
@@ -1048,9 +1040,7 @@ def test_recorded_sequence_id_mismatch_is_non_deterministic() -> None:
 
 def test_recorded_event_type_mismatch_is_non_deterministic() -> None:
     # The code schedules an activity as task 0; the history recorded a durable timer there.
-    state, history = _sequential_history(
-        lambda b: timer.add_timer_fired_events(b, 0, "2020-07-23T21:56:54.9367Z")
-    )
+    state, history = _sequential_history(lambda b: timer.add_timer_fired_events(b, 0, "2020-07-23T21:56:54.9367Z"))
     with pytest.raises(NonDeterminismError, match="durable timer with sequence ID 0"):
         replay(state, history)
 

@@ -46,9 +46,7 @@ def test_parse_timespan(text: str, expected: timedelta) -> None:
     assert parse_timespan(text) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["", "abc", "24:00:00", "00:60:00", "00:00:60", "1:2:3:4", "00:00:00.12345678"]
-)
+@pytest.mark.parametrize("text", ["", "abc", "24:00:00", "00:60:00", "00:00:60", "1:2:3:4", "00:00:00.12345678"])
 def test_parse_timespan_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timespan(text)
@@ -239,9 +237,7 @@ def test_missing_settings_files_are_tolerated(tmp_path: Path) -> None:
 
 def test_host_json_sees_local_settings(tmp_path: Path) -> None:
     write_json(tmp_path / "local.settings.json", {"Values": {"HUB_NAME": "FromSettings"}})
-    write_json(
-        tmp_path / "host.json", {"version": "2.0", "extensions": {"durableTask": {"hubName": "%HUB_NAME%"}}}
-    )
+    write_json(tmp_path / "host.json", {"version": "2.0", "extensions": {"durableTask": {"hubName": "%HUB_NAME%"}}})
     environ: dict[str, str] = {}
     load_local_settings(tmp_path, environ)
     assert load_host_settings(tmp_path, env=environ).durable_task.hub_name == "FromSettings"

@@ -54,9 +54,7 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         wake_up = asyncio.get_running_loop().create_future()
-        heapq.heappush(
-            self._waiting, (self.now_value + timedelta(seconds=seconds), next(self._order), wake_up)
-        )
+        heapq.heappush(self._waiting, (self.now_value + timedelta(seconds=seconds), next(self._order), wake_up))
         if len(self._waiting) >= self.sleepers:
             moment, _, earliest = heapq.heappop(self._waiting)
             if moment > self.until:
@@ -155,9 +153,7 @@ def test_run_on_startup_fires_once(tmp_path: Path) -> None:
 
     recorder = asyncio.run(main())
     assert recorder.times == [at("2024-01-01T10:00:30")]
-    assert (
-        recorder.calls[0][2] == '{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}'
-    )
+    assert recorder.calls[0][2] == '{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}'
     assert timer_request(recorder.calls[0][2]).past_due is False
     # useMonitor false: nothing persisted.
     assert not (tmp_path / "tick.json").exists()
@@ -268,9 +264,7 @@ def test_a_long_run_never_overlaps_the_next(tmp_path: Path) -> None:
     ]
 
 
-def test_failures_are_logged_and_the_schedule_goes_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_failures_are_logged_and_the_schedule_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def fail_first(call: int) -> None:
         if call == 1:
             raise RuntimeError("boom")
@@ -285,9 +279,7 @@ def test_failures_are_logged_and_the_schedule_goes_on(
     with caplog.at_level(logging.ERROR, logger="durableagent.devhost.timer"):
         recorder = asyncio.run(main())
     assert recorder.times == [at(f"2024-01-01T10:{m}:00") for m in ("05", "10", "15")]
-    failures = [
-        r for r in caplog.records if r.name == "durableagent.devhost.timer" and r.levelno == logging.ERROR
-    ]
+    failures = [r for r in caplog.records if r.name == "durableagent.devhost.timer" and r.levelno == logging.ERROR]
     assert len(failures) == 1
     assert "tick" in failures[0].getMessage() and failures[0].exc_info is not None
     # The failed run still counts as the 10:05 run.

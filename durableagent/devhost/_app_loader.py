@@ -156,9 +156,7 @@ def _find_function_register(module: ModuleType, script: Path) -> func.FunctionRe
     return found[0][1]
 
 
-def index_function_app(
-    app: func.FunctionRegister, *, route_prefix: str = "api"
-) -> tuple[IndexedFunction, ...]:
+def index_function_app(app: func.FunctionRegister, *, route_prefix: str = "api") -> tuple[IndexedFunction, ...]:
     """Call ``app.get_functions()`` once and turn each function into an :class:`IndexedFunction`.
 
     Raises:
@@ -234,12 +232,8 @@ def _check_unique(names: Iterable[tuple[str, str]], *, what: str = "function nam
         key = name.lower()
         if key in seen:
             other = seen[key]
-            owners = (
-                f" (functions '{other}' and '{owner}')" if other != owner and what != "function name" else ""
-            )
-            raise AppLoadError(
-                f"Duplicate {what} '{name}'{owners}: names are case-insensitive, so each must be unique"
-            )
+            owners = f" (functions '{other}' and '{owner}')" if other != owner and what != "function name" else ""
+            raise AppLoadError(f"Duplicate {what} '{name}'{owners}: names are case-insensitive, so each must be unique")
         seen[key] = owner
 
 
@@ -264,9 +258,7 @@ def _check_routes(functions: Sequence[IndexedFunction], route_prefix: str) -> No
         try:
             template = parse_template(full)
         except RouteTemplateError as exc:
-            raise AppLoadError(
-                f"Function '{function.name}': invalid route '{http_route(function)}': {exc}"
-            ) from None
+            raise AppLoadError(f"Function '{function.name}': invalid route '{http_route(function)}': {exc}") from None
         first = template.segments[0].literal if template.segments else None
         if first is not None and first.lower() in _RESERVED_ROUTE_ROOTS:
             raise AppLoadError(

@@ -216,9 +216,7 @@ def find_azurite(
     node = shutil.which("node", path=search_path) if search_path else None
     node = node or shutil.which("node")
     if node is None:
-        raise AzuriteNotFoundError(
-            searched, f"Azurite is installed at {found}, but Node.js (`node`) was not found."
-        )
+        raise AzuriteNotFoundError(searched, f"Azurite is installed at {found}, but Node.js (`node`) was not found.")
     return [node, str(target)]
 
 
@@ -346,8 +344,7 @@ class AzuriteProcess:
         while True:
             if self._process.poll() is not None:
                 raise AzuriteStartError(
-                    f"Azurite exited with code {self._process.returncode} during start-up.\n"
-                    + self._log_tail()
+                    f"Azurite exited with code {self._process.returncode} during start-up.\n" + self._log_tail()
                 )
             if all(is_listening(port, self.host) for port in self.ports):
                 return
@@ -422,9 +419,7 @@ def start_azurite_if_needed(
             f"Development storage needs ports {tuple(ports)}, but only {busy} answer; another program "
             "may hold them. Stop it, or start Azurite yourself."
         )
-    process = AzuriteProcess(
-        location or default_location(app_dir), ports=ports, in_memory=in_memory, app_dir=app_dir
-    )
+    process = AzuriteProcess(location or default_location(app_dir), ports=ports, in_memory=in_memory, app_dir=app_dir)
     process.start()
     return process
 

@@ -28,9 +28,7 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="require function keys for non-anonymous HTTP functions (func start does not)",
     )
-    parser.add_argument(
-        "--no-azurite", action="store_true", help="never start Azurite, even for development storage"
-    )
+    parser.add_argument("--no-azurite", action="store_true", help="never start Azurite, even for development storage")
 
 
 def build_parser(prog: str, *, with_subcommand: bool) -> argparse.ArgumentParser:
@@ -51,7 +49,7 @@ async def _serve(options: HostOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await host.start()
-    except (AppLoadError, HostStartError, HostConfigError, AzuriteError) as exc:
+    except (AppLoadError, HostStartError, HostConfigError, AzuriteError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         await host.stop()
         return 1

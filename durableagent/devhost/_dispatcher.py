@@ -119,9 +119,7 @@ class Dispatcher:
                 self._spawn(self._entities.process(scheduler_id), self._busy_entities, scheduler_id)
         free = self._limits.activities - len(self._busy_activities)
         if free > 0:
-            for message in self._store.ready_messages(
-                ACTIVITY, now, exclude=self._busy_activities, limit=free
-            ):
+            for message in self._store.ready_messages(ACTIVITY, now, exclude=self._busy_activities, limit=free):
                 self._busy_activities.add(message.id)
                 self._spawn(self._activities.process(message), self._busy_activities, message.id)
 

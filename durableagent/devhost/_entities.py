@@ -52,9 +52,7 @@ class EntityWorker:
         self._batch_size = max(1, batch_size)
 
     async def process(self, scheduler_id: str) -> None:
-        messages = self._store.ready_messages(
-            ENTITY, self._clock(), target=scheduler_id, limit=self._batch_size
-        )
+        messages = self._store.ready_messages(ENTITY, self._clock(), target=scheduler_id, limit=self._batch_size)
         if not messages:
             return
         name, key = split_entity_id(scheduler_id)
@@ -66,8 +64,7 @@ class EntityWorker:
             "exists": bool(current and current.exists),
             "state": batch_state,
             "batch": [
-                {"name": r.get("op"), "input": r.get("input"), "isSignal": bool(r.get("signal"))}
-                for r in requests
+                {"name": r.get("op"), "input": r.get("input"), "isSignal": bool(r.get("signal"))} for r in requests
             ],
         }
         try:
@@ -98,16 +95,20 @@ class EntityWorker:
         now = self._clock()
         responses = []
         for index, request in enumerate(requests):
+            result = results[index] if index < len(results) else {"isError": True, "result": '"no result"'}
+            if result.get("isError"):
+                # The extension traces every failed operation; a failed signal is otherwise invisible.
+                _log.warning(
+                    "Entity %s operation '%s' (request %s) failed: %s",
+                    scheduler_id, request.get("op"), request.get("id"), result.get("result"),
+                )
             if request.get("signal") or not request.get("parent"):
                 continue
-            result = results[index] if index < len(results) else {"isError": True, "result": '"no result"'}
             response: dict[str, Any] = {"result": result.get("result")}
             if result.get("isError"):
                 response["exceptionType"] = "Error"
             event = h.event_raised(to_datetime(now), str(request["id"]), json.dumps(response))
-            responses.append(
-                orchestration_message(str(request["parent"]), event, request.get("parentExecution"))
-            )
+            responses.append(orchestration_message(str(request["parent"]), event, request.get("parentExecution")))
         with self._store.transaction() as db:
             self._store.delete_messages(db, [m.id for m in messages])
             if exists:

@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -94,15 +95,12 @@ class _QueueSink:
             messages = [value]
         else:
             messages = [json.dumps(value)]
-        await send_queue_messages(
-            connection, name, messages, "none" if self._encoding == "none" else "base64"
-        )
+        await send_queue_messages(connection, name, messages, "none" if self._encoding == "none" else "base64")
 
 
 def _substitute(text: str) -> str:
-    if text.startswith("%") and text.endswith("%") and len(text) > 2:
-        return os.environ.get(text[1:-1], text)
-    return text
+    # Like the host's INameResolver.ResolveWholeString: %SETTING% anywhere in the value, not only all of it.
+    return re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), text)
 
 
 class Host:
@@ -279,9 +277,7 @@ class Host:
 
     async def _invoke_orchestrator(self, name: str, context_json: str) -> str:
         assert self._invoker is not None
-        return await self._invoker.invoke_durable(
-            self._durable_function(ORCHESTRATION_TRIGGER, name), context_json
-        )
+        return await self._invoker.invoke_durable(self._durable_function(ORCHESTRATION_TRIGGER, name), context_json)
 
     async def _invoke_activity(self, name: str, input_json: str) -> str:
         assert self._invoker is not None

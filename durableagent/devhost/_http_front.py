@@ -80,13 +80,20 @@ def load_or_create_keys(app_dir: str | os.PathLike[str]) -> FunctionKeys:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = FunctionKeys(master=_new_key(), default_function=_new_key())
     document = {"masterKey": keys.master, "functionKeys": {"default": keys.default_function}}
-    try:
-        # O_EXCL: when two hosts start at once, exactly one writes and both read the same keys.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_keys(path)
+    # Written whole to a temporary file, then linked into place: a kill mid-write leaves no
+    # half-written keys file, and when two hosts start at once exactly one link succeeds.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return _read_keys(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return keys
 
 
@@ -214,9 +221,7 @@ def build_http_app(
     """
     if enforce_keys and keys is None:
         raise ValueError("enforce_keys needs the host keys (see load_or_create_keys)")
-    router = _FunctionRouter(
-        functions, invoker, route_prefix=route_prefix, keys=keys, enforce_keys=enforce_keys
-    )
+    router = _FunctionRouter(functions, invoker, route_prefix=route_prefix, keys=keys, enforce_keys=enforce_keys)
     app = web.Application(client_max_size=max_request_bytes)
     app.add_routes(list(extra_routes))
     # Registered last: aiohttp tries resources in order, so the caller's routes win.

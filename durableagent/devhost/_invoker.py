@@ -176,9 +176,7 @@ class FunctionInvocationError(Exception):
         super().__init__(self.message)
 
     @classmethod
-    def from_exception(
-        cls, exc: BaseException, *, function_name: str, invocation_id: str
-    ) -> FunctionInvocationError:
+    def from_exception(cls, exc: BaseException, *, function_name: str, invocation_id: str) -> FunctionInvocationError:
         """Describe ``exc`` as ``dispatcher._serialize_exception`` does."""
         try:
             text = str(exc)
@@ -273,9 +271,7 @@ class _RetryContext(RetryContext):
 
 
 class _Context(func.Context):
-    def __init__(
-        self, function_name: str, function_directory: str, invocation_id: str, trace: _TraceContext
-    ) -> None:
+    def __init__(self, function_name: str, function_directory: str, invocation_id: str, trace: _TraceContext) -> None:
         self._function_name = function_name
         self._function_directory = function_directory
         self._invocation_id = invocation_id
@@ -419,8 +415,7 @@ def _check_supported(name: str, binding: dict[str, Any], direction: str) -> None
     if not ok:
         raise UnsupportedBindingError(
             name,
-            f"the {direction.lower()} binding '{binding['name']}' of type '{kind}' is not supported "
-            "by the local host",
+            f"the {direction.lower()} binding '{binding['name']}' of type '{kind}' is not supported by the local host",
         )
 
 
@@ -467,9 +462,7 @@ def _param_plan(name: str, param_name: str, binding: dict[str, Any], annotations
             ok = _check_annotation(name, converter.check_output_type_annotation, pytype)
         else:
             # The worker skips the check for the Durable client (INPUT_TYPE_CHECK_OVERRIDE_MAP).
-            ok = bind_type == DURABLE_CLIENT or _check_annotation(
-                name, converter.check_input_type_annotation, pytype
-            )
+            ok = bind_type == DURABLE_CLIENT or _check_annotation(name, converter.check_input_type_annotation, pytype)
         if not ok:
             shown = getattr(pytype, "__name__", repr(pytype))
             raise FunctionLoadError(
@@ -513,9 +506,7 @@ def _build_plan(fn: IndexedFunction) -> _Plan:
         params = dict(inspect.signature(fn.user_function).parameters)
         annotations = typing.get_type_hints(fn.user_function)
     except Exception as exc:
-        raise FunctionLoadError(
-            name, f"cannot read the function's signature: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise FunctionLoadError(name, f"cannot read the function's signature: {type(exc).__name__}: {exc}") from exc
     bound: dict[str, dict[str, Any]] = {}
     explicit: dict[str, Any] | None = None
     implicit: dict[str, Any] | None = None
@@ -650,9 +641,7 @@ def _http_response(datum: Datum | None) -> HttpResponseData:
     if datum.type == "bytes":
         return HttpResponseData(200, (("Content-Type", "application/octet-stream"),), bytes(datum.value))
     if datum.type == "json":
-        return HttpResponseData(
-            200, (("Content-Type", "application/json"),), str(datum.value).encode("utf-8")
-        )
+        return HttpResponseData(200, (("Content-Type", "application/json"),), str(datum.value).encode("utf-8"))
     if datum.type != "http":
         raise TypeError(f"unsupported HTTP response datum type {datum.type!r}")
     value = datum.value
@@ -763,19 +752,13 @@ class Invoker:
         plan = _build_plan(fn)
         if self._sink is None and any(p.binding["type"] in _OUTPUT_WRITERS for p in plan.outputs.values()):
             raise UnsupportedBindingError(fn.name, "it has output bindings but the host has no output sink")
-        if self._client_binding_json is None and any(
-            p.binding["type"] == DURABLE_CLIENT for p in plan.inputs.values()
-        ):
-            raise UnsupportedBindingError(
-                fn.name, "it has a durableClient input but the host has no Durable client"
-            )
+        if self._client_binding_json is None and any(p.binding["type"] == DURABLE_CLIENT for p in plan.inputs.values()):
+            raise UnsupportedBindingError(fn.name, "it has a durableClient input but the host has no Durable client")
         return plan
 
     def _plan(self, fn: IndexedFunction, kinds: Iterable[str]) -> _Plan:
         if fn.trigger_type not in kinds:
-            raise ValueError(
-                f"function '{fn.name}' has a {fn.trigger_type} trigger, expected one of {sorted(kinds)}"
-            )
+            raise ValueError(f"function '{fn.name}' has a {fn.trigger_type} trigger, expected one of {sorted(kinds)}")
         plan = self._plans.get(fn.name)
         if plan is None:
             plan = self._plans[fn.name] = self._checked_plan(fn)
@@ -876,9 +859,7 @@ class Invoker:
             data = data.encode("utf-8")
         elif trigger.data_type != "bytes" and isinstance(data, bytes):
             data = data.decode("utf-8")
-        metadata = {
-            key: _metadata_datum(value) for key, value in trigger.metadata.items() if value is not None
-        }
+        metadata = {key: _metadata_datum(value) for key, value in trigger.metadata.items() if value is not None}
         if reason is None:
             if fn.trigger_type == QUEUE_TRIGGER:
                 reason = f"New queue message detected on '{fn.trigger.get('queueName', '')}'."
@@ -917,13 +898,9 @@ class Invoker:
             outcome = await self._run(plan, trigger_datum, metadata, origin, invocation_id, trace)
             result = finish(outcome)
         except Exception as exc:
-            error = FunctionInvocationError.from_exception(
-                exc, function_name=name, invocation_id=invocation_id
-            )
+            error = FunctionInvocationError.from_exception(exc, function_name=name, invocation_id=invocation_id)
             elapsed = round((time.perf_counter() - started) * 1000)
-            logger.error(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", name, invocation_id, elapsed
-            )
+            logger.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
             logger.error("Exception while executing function: Functions.%s. %s", name, error.host_message())
             raise error from exc
         elapsed = round((time.perf_counter() - started) * 1000)
@@ -945,9 +922,7 @@ class Invoker:
             if param.binding["name"] == fn.trigger["name"]:
                 args[param_name] = _decode(param, trigger_datum, metadata)
             else:
-                assert (
-                    self._client_binding_json is not None
-                )  # checked at load: durableClient is the only input
+                assert self._client_binding_json is not None  # checked at load: durableClient is the only input
                 args[param_name] = _decode(param, Datum(self._client_binding_json(origin), "string"), {})
         if plan.requires_context:
             args["context"] = _Context(fn.name, plan.directory, invocation_id, trace)
@@ -987,9 +962,7 @@ class Invoker:
             running: Awaitable[Any] = target(**args)
         else:
             loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(
-                self._executor, functools.partial(_run_sync, target, args, invocation_id)
-            )
+            running = loop.run_in_executor(self._executor, functools.partial(_run_sync, target, args, invocation_id))
         if self._timeout is None:
             return await running
         try:

@@ -222,9 +222,7 @@ class ManagementService:
         _validate_entity(name, key)
         scheduler_id = make_entity_id(name, key)
         with self._store.transaction() as db:
-            self._store.put_messages(
-                db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))]
-            )
+            self._store.put_messages(db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))])
 
     def read_entity(self, name: str, key: str) -> str:
         _validate_entity(name, key)
@@ -252,8 +250,7 @@ class ManagementService:
         scheduled = {
             e.event_id: e
             for e in events
-            if e.type
-            in (EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED)
+            if e.type in (EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED)
         }
         shown: list[dict[str, Any]] = []
         for event in events:

@@ -37,9 +37,7 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
 async def _body_token_json(request: web.Request) -> str | None:
@@ -57,9 +55,7 @@ async def _body_token_json(request: web.Request) -> str | None:
 class ManagementApi:
     """Builds the aiohttp routes for the management API."""
 
-    def __init__(
-        self, service: ManagementService, public_base: Callable[[web.Request], str], task_hub: str
-    ) -> None:
+    def __init__(self, service: ManagementService, public_base: Callable[[web.Request], str], task_hub: str) -> None:
         self._service = service
         self._public_base = public_base
         self._task_hub = task_hub
@@ -236,9 +232,7 @@ class ManagementApi:
 
     async def rewind(self, request: web.Request) -> web.StreamResponse:
         self._service.get_instance(request.match_info["instance_id"])
-        raise ManagementError(
-            501, "Rewind is not supported by the local host.", "System.NotSupportedException"
-        )
+        raise ManagementError(501, "Rewind is not supported by the local host.", "System.NotSupportedException")
 
     # Entities --------------------------------------------------------------------------------------
 
@@ -250,11 +244,10 @@ class ManagementApi:
             input_json = await _body_token_json(request)
         else:
             text = await request.text()
-            input_json = text or None
+            # Any other media type is the operation input as a string (RequestMessage.SetInput serializes it).
+            input_json = json.dumps(text) if text else None
         key = request.match_info["key"]
-        self._service.signal_entity(
-            request.match_info["name"], "" if key == "$" else key, operation, input_json
-        )
+        self._service.signal_entity(request.match_info["name"], "" if key == "$" else key, operation, input_json)
         return web.Response(status=202)
 
     async def delete_entity(self, request: web.Request) -> web.StreamResponse:

@@ -88,9 +88,7 @@ class IntervalSchedule(TimerSchedule):
         return self.interval < timedelta(minutes=1)
 
 
-def parse_schedule(
-    schedule: str, *, function_name: str, env: Mapping[str, str] | None = None
-) -> TimerSchedule:
+def parse_schedule(schedule: str, *, function_name: str, env: Mapping[str, str] | None = None) -> TimerSchedule:
     """Parse a timer trigger's ``schedule`` the way the Functions host does.
 
     Args:
@@ -102,15 +100,11 @@ def parse_schedule(
         ValueError: The schedule is neither a 6-field NCRONTAB expression nor a TimeSpan, never fires,
             or names an unknown time zone.
     """
-    resolved = resolve_setting_references(
-        schedule, function_name=function_name, what="schedule", env=env
-    ).strip()
+    resolved = resolve_setting_references(schedule, function_name=function_name, what="schedule", env=env).strip()
     fields = resolved.split()
     if len(fields) == 6:
         try:
-            normalized = " ".join(
-                _normalize_field(spec, text) for spec, text in zip(_FIELDS, fields, strict=True)
-            )
+            normalized = " ".join(_normalize_field(spec, text) for spec, text in zip(_FIELDS, fields, strict=True))
         except ValueError as exc:
             raise ValueError(f"Function '{function_name}': invalid schedule {resolved!r}: {exc}") from None
         cron = CronSchedule(resolved, schedule_time_zone(env), normalized)
@@ -118,9 +112,7 @@ def parse_schedule(
             cron.next_occurrence(datetime.now(UTC))
         except (CroniterError, ValueError) as exc:
             # Valid fields that never line up (30 February) end up here.
-            raise ValueError(
-                f"Function '{function_name}': schedule {resolved!r} never occurs ({exc})"
-            ) from None
+            raise ValueError(f"Function '{function_name}': schedule {resolved!r} never occurs ({exc})") from None
         return cron
     if len(fields) == 5:
         raise ValueError(

@@ -93,9 +93,7 @@ def start_message(record: InstanceRecord, now: float, scheduled_start: float | N
         input_json=record.input,
         parent=parent,
     )
-    return orchestration_message(
-        record.instance_id, event, record.execution_id, visible_at=scheduled_start or 0.0
-    )
+    return orchestration_message(record.instance_id, event, record.execution_id, visible_at=scheduled_start or 0.0)
 
 
 @dataclass
@@ -366,9 +364,7 @@ class OrchestrationWorker:
         episode.reset_history = True
         episode.new_events = []
         # Pending decisions of the old execution that are not fire-and-forget die with it.
-        episode.outbound = [
-            m for m in episode.outbound if m.kind == ENTITY and m.body["request"].get("signal")
-        ]
+        episode.outbound = [m for m in episode.outbound if m.kind == ENTITY and m.body["request"].get("signal")]
         episode.outbound.append(start_message(episode.record, self._clock()))
 
     def _notify_parent(self, episode: _Episode, failed_reason: str | None) -> None:
@@ -380,9 +376,7 @@ class OrchestrationWorker:
             event = h.sub_orchestration_completed(now, record.parent_task_id, record.output)
         else:
             event = h.sub_orchestration_failed(now, record.parent_task_id, failed_reason or "failed", None)
-        episode.outbound.append(
-            orchestration_message(record.parent_instance_id, event, record.parent_execution_id)
-        )
+        episode.outbound.append(orchestration_message(record.parent_instance_id, event, record.parent_execution_id))
 
     # Commit ---------------------------------------------------------------------------------------
 
@@ -392,13 +386,10 @@ class OrchestrationWorker:
         with self._store.transaction() as db:
             self._store.delete_messages(db, episode.consumed)
             if episode.held:
-                db.executemany(
-                    "UPDATE messages SET visible_at = ? WHERE id = ?", [(_HELD, i) for i in episode.held]
-                )
+                db.executemany("UPDATE messages SET visible_at = ? WHERE id = ?", [(_HELD, i) for i in episode.held])
             if episode.resumed:
                 db.execute(
-                    "UPDATE messages SET visible_at = 0 WHERE target = ? AND kind = 'orchestration' "
-                    "AND visible_at = ?",
+                    "UPDATE messages SET visible_at = 0 WHERE target = ? AND kind = 'orchestration' AND visible_at = ?",
                     (episode.record.instance_id, _HELD),
                 )
             if episode.reset_history:

@@ -117,9 +117,7 @@ class _Limits:
     def of(cls, options: QueueSettings) -> _Limits:
         if not 1 <= options.batch_size <= _MAX_BATCH:
             raise ValueError(f"queues.batchSize must be between 1 and {_MAX_BATCH}, not {options.batch_size}")
-        threshold = (
-            options.batch_size // 2 if options.new_batch_threshold is None else options.new_batch_threshold
-        )
+        threshold = options.batch_size // 2 if options.new_batch_threshold is None else options.new_batch_threshold
         if threshold < 0:
             raise ValueError("queues.newBatchThreshold must not be negative")
         if options.max_dequeue_count < 1:
@@ -170,9 +168,7 @@ def resolve_connection_string(
 
 
 def _queue_name(raw: object, *, function_name: str, env: Mapping[str, str] | None) -> str:
-    resolved = resolve_setting_references(
-        str(raw or ""), function_name=function_name, what="queueName", env=env
-    )
+    resolved = resolve_setting_references(str(raw or ""), function_name=function_name, what="queueName", env=env)
     # The host lower-cases queue names before validating them.
     name = resolved.strip().lower()
     if not _QUEUE_NAME.match(name):
@@ -402,10 +398,7 @@ class QueueListener:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            if self._wake.is_set():
-                delay = _MIN_POLLING_SECONDS
-            else:
-                delay = min(delay * 2, self._limits.max_polling_interval)
+            delay = _MIN_POLLING_SECONDS if self._wake.is_set() else min(delay * 2, self._limits.max_polling_interval)
 
     async def _receive(self, count: int) -> list[QueueMessage]:
         assert self._client is not None
@@ -440,9 +433,7 @@ class QueueListener:
         limit = self._limits.max_dequeue_count
         try:
             if dequeue_count > limit:
-                await self._to_poison(
-                    lease, f"its dequeue count {dequeue_count} is over maxDequeueCount {limit}"
-                )
+                await self._to_poison(lease, f"its dequeue count {dequeue_count} is over maxDequeueCount {limit}")
                 return
             try:
                 body = _decode_body(str(message.content or ""), self._limits.message_encoding)

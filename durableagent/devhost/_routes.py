@@ -269,9 +269,7 @@ def _parse_parameter(body: str, template: str) -> RouteParameter:
     if not name or any(ch in _NAME_FORBIDDEN for ch in name):
         raise RouteTemplateError(f"the route template '{template}' has an invalid parameter name {name!r}")
     if optional and default is not None:
-        raise RouteTemplateError(
-            f"parameter '{name}' in '{template}' cannot be both optional and have a default"
-        )
+        raise RouteTemplateError(f"parameter '{name}' in '{template}' cannot be both optional and have a default")
     if catch_all and optional:
         raise RouteTemplateError(f"catch-all parameter '{name}' in '{template}' cannot be marked optional")
     constraints: list[tuple[str, Check]] = []
@@ -360,14 +358,10 @@ def _validate(segments: Sequence[_Segment], template: str) -> None:
         params = [p for p in segment.parts if isinstance(p, RouteParameter)]
         for param in params:
             if param.name.lower() in seen:
-                raise RouteTemplateError(
-                    f"the route parameter '{param.name}' appears more than once in '{template}'"
-                )
+                raise RouteTemplateError(f"the route parameter '{param.name}' appears more than once in '{template}'")
             seen.add(param.name.lower())
             if param.catch_all and (not is_last or len(segment.parts) != 1):
-                raise RouteTemplateError(
-                    f"a catch-all parameter can only be the last segment of '{template}'"
-                )
+                raise RouteTemplateError(f"a catch-all parameter can only be the last segment of '{template}'")
         if len(segment.parts) > 1:
             for position, part in enumerate(segment.parts):
                 if isinstance(part, RouteParameter) and part.optional:
@@ -602,9 +596,7 @@ class RouteTable(Generic[T]):
     def __init__(self) -> None:
         self._entries: list[_Entry[T]] = []
 
-    def add(
-        self, template: str | RouteTemplate, target: T, methods: Iterable[str] | None = None
-    ) -> RouteTemplate:
+    def add(self, template: str | RouteTemplate, target: T, methods: Iterable[str] | None = None) -> RouteTemplate:
         """Register a route.
 
         Args:

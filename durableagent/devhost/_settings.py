@@ -198,9 +198,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(_strip_json_extras(text))
     except json.JSONDecodeError as exc:
-        raise HostConfigError(
-            f"{path}: malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
+        raise HostConfigError(f"{path}: malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     if not isinstance(data, dict):
         raise HostConfigError(f"{path}: expected a JSON object at the top level")
     return data
@@ -286,9 +284,7 @@ def _resolve_references(value: str, env: Mapping[str, str], path: Path, key: str
     def substitute(match: re.Match[str]) -> str:
         resolved = env.get(match.group(1))
         if resolved is None:
-            raise HostConfigError(
-                f"{path}: {key} {value!r} refers to app setting '{match.group(1)}', which is not set"
-            )
+            raise HostConfigError(f"{path}: {key} {value!r} refers to app setting '{match.group(1)}', which is not set")
         return resolved
 
     return _SETTING_REFERENCE.sub(substitute, value)
@@ -346,9 +342,7 @@ def _queue_options(path: Path, extensions: Mapping[str, Any]) -> QueueOptions:
     elif encoding.lower() in ("base64", "none"):
         message_encoding = "base64" if encoding.lower() == "base64" else "none"
     else:
-        raise HostConfigError(
-            f'{path}: extensions.queues.messageEncoding must be "base64" or "none", got {encoding!r}'
-        )
+        raise HostConfigError(f'{path}: extensions.queues.messageEncoding must be "base64" or "none", got {encoding!r}')
     return QueueOptions(
         max_dequeue_count=reader.integer("maxDequeueCount", QueueOptions.max_dequeue_count),
         visibility_timeout=reader.timespan("visibilityTimeout", QueueOptions.visibility_timeout),
@@ -366,9 +360,7 @@ def _function_timeout(path: Path, root: Mapping[str, Any]) -> timedelta | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise HostConfigError(
-            f'{path}: functionTimeout must be a TimeSpan string such as "00:05:00", got {value!r}'
-        )
+        raise HostConfigError(f'{path}: functionTimeout must be a TimeSpan string such as "00:05:00", got {value!r}')
     try:
         timeout = parse_timespan(value)
     except ValueError as exc:
@@ -481,9 +473,5 @@ def load_local_settings(
             try:
                 port = int(raw_port)
             except (TypeError, ValueError):
-                raise HostConfigError(
-                    f"{path}: Host.LocalHttpPort must be an integer, got {raw_port!r}"
-                ) from None
-    return LocalSettings(
-        path=path, values=values, applied=tuple(applied), notice=notice, local_http_port=port
-    )
+                raise HostConfigError(f"{path}: Host.LocalHttpPort must be an integer, got {raw_port!r}") from None
+    return LocalSettings(path=path, values=values, applied=tuple(applied), notice=notice, local_http_port=port)

@@ -260,8 +260,7 @@ class TaskHubStore:
     @staticmethod
     def put_messages(db: sqlite3.Connection, messages: Sequence[NewMessage]) -> None:
         db.executemany(
-            "INSERT OR IGNORE INTO messages (kind, target, body, visible_at, dedup_key) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO messages (kind, target, body, visible_at, dedup_key) VALUES (?, ?, ?, ?, ?)",
             [
                 (m.kind, m.target, json.dumps(m.body, separators=(",", ":")), m.visible_at, m.dedup_key)
                 for m in messages
@@ -274,9 +273,7 @@ class TaskHubStore:
 
     @staticmethod
     def bump_dequeue(db: sqlite3.Connection, ids: Sequence[int]) -> None:
-        db.executemany(
-            "UPDATE messages SET dequeue_count = dequeue_count + 1 WHERE id = ?", [(i,) for i in ids]
-        )
+        db.executemany("UPDATE messages SET dequeue_count = dequeue_count + 1 WHERE id = ?", [(i,) for i in ids])
 
     @staticmethod
     def put_instance(db: sqlite3.Connection, record: InstanceRecord) -> None:

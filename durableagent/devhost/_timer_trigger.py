@@ -86,9 +86,7 @@ class _Startup(Enum):
 class _Timer:
     """Per-function state; touched only from the scheduler's event loop."""
 
-    def __init__(
-        self, function: IndexedFunction, schedule: TimerSchedule, run_on_startup: bool, use_monitor: bool
-    ):
+    def __init__(self, function: IndexedFunction, schedule: TimerSchedule, run_on_startup: bool, use_monitor: bool):
         self.function = function
         self.schedule = schedule
         self.run_on_startup = run_on_startup
@@ -169,9 +167,7 @@ class TimerScheduler:
         self._started = True
         for timer in self._timers.values():
             startup = self._prepare(timer)
-            timer.loop_task = asyncio.create_task(
-                self._run(timer, startup), name=f"timer:{timer.function.name}"
-            )
+            timer.loop_task = asyncio.create_task(self._run(timer, startup), name=f"timer:{timer.function.name}")
 
     async def stop(self) -> None:
         """Stop scheduling, let runs in progress finish (up to ``stop_timeout``), cancel the rest."""
@@ -216,9 +212,7 @@ class TimerScheduler:
             ", ".join(o.astimezone(self._zone).isoformat() for o in upcoming),
         )
         if past_due:
-            logger.info(
-                "Timer '%s' is past due (missed %s); running it now", name, timer.status.next.isoformat()
-            )
+            logger.info("Timer '%s' is past due (missed %s); running it now", name, timer.status.next.isoformat())
             return _Startup.PAST_DUE
         if timer.run_on_startup:
             return _Startup.RUN_ON_STARTUP
@@ -256,9 +250,7 @@ class TimerScheduler:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning(
-                "Ignoring unreadable schedule monitor %s (%s); starting the schedule afresh", path, exc
-            )
+            logger.warning("Ignoring unreadable schedule monitor %s (%s); starting the schedule afresh", path, exc)
             return None
 
     def _save(self, timer: _Timer, status: ScheduleStatus) -> None:
@@ -316,9 +308,7 @@ class TimerScheduler:
         counted_from = invoked_at
         if not past_due and not run_on_startup and timer.status.next > invoked_at:
             counted_from = timer.status.next
-        timer.status = ScheduleStatus(
-            counted_from, timer.schedule.next_occurrence(counted_from), counted_from
-        )
+        timer.status = ScheduleStatus(counted_from, timer.schedule.next_occurrence(counted_from), counted_from)
         if timer.monitor:
             self._save(timer, timer.status)
 

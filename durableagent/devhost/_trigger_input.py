@@ -58,8 +58,7 @@ def resolve_setting_references(
         resolved = settings.get(name)
         if resolved is None:
             raise ValueError(
-                f"Function '{function_name}': {what} {value!r} refers to app setting '{name}', "
-                "which is not set"
+                f"Function '{function_name}': {what} {value!r} refers to app setting '{name}', which is not set"
             )
         return resolved
 

@@ -202,9 +202,7 @@ class Engine:
     async def _invoke_orchestrator(self, name: str, context_json: str) -> str:
         entry = self._orchestrators.get(name.lower())
         if entry is None:
-            raise UnknownFunctionError(
-                f"The function '{name}' doesn't exist or is not an orchestrator function."
-            )
+            raise UnknownFunctionError(f"The function '{name}' doesn't exist or is not an orchestrator function.")
         self.invocations.append(("orchestration", name, context_json))
         datum = meta.Datum(context_json, "json")
         context = OrchestrationTriggerConverter.decode(datum, trigger_metadata=None)
@@ -294,9 +292,7 @@ class Engine:
         record = self.status(instance_id)
         return json.loads(record.output) if record.output is not None else None
 
-    async def wait_until(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-    ) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
         """Wait (without polling the clock in a busy loop) until ``predicate()`` holds after some commit."""
         assert self._changed is not None
         deadline = time.monotonic() + timeout

@@ -31,7 +31,10 @@ class HostProcess:
     """
 
     def __init__(
-        self, app_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None,
+        self,
+        app_dir: Path,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
         self.app_dir = app_dir
@@ -50,9 +53,21 @@ class HostProcess:
     def start(self, timeout: float = 60.0) -> HostProcess:
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "durableagent.devhost", "--app-dir", str(self.app_dir),
-             "--port", str(self.port), "--no-azurite", *self.extra_args],
-            cwd=str(REPO), env=self.env, stdout=self._log_handle, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "durableagent.devhost",
+                "--app-dir",
+                str(self.app_dir),
+                "--port",
+                str(self.port),
+                "--no-azurite",
+                *self.extra_args,
+            ],
+            cwd=str(REPO),
+            env=self.env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -99,7 +114,11 @@ class HostProcess:
     # Plain HTTP helpers (urllib: no event loop needed in tests) -------------------------------------
 
     def request(
-        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> tuple[int, dict[str, str], bytes]:
         data: bytes | None = None

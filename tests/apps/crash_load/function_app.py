@@ -1,10 +1,13 @@
-"""Mixed durable load for the SIGKILL crash test: chains, fan-outs and entity calls.
+"""Mixed durable load for the SIGKILL crash test: chains (with a timer), fan-outs and entity calls.
 
-Every activity appends one line ``<instance>:<task-label>`` to ``$CRASH_LOG_DIR/activities.log``
-(O_APPEND + fsync) before it returns, so the test can count how often each activity really ran.
+Every activity first appends one line ``<instance>:<task-label>`` to ``$CRASH_LOG_DIR/activities.log``
+(O_APPEND + fsync), so the test can count how often each activity was executed; then it sleeps
+``CRASH_ACTIVITY_SLEEP_MS`` (so kills land mid-work) and returns its result.
 """
 
 import os
+import time
+from datetime import timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -17,6 +20,7 @@ COUNTER = df.EntityId("counter", "k")
 
 
 def _record(instance: str, label: str) -> None:
+    """Log that this execution started (so an execution a kill cut short counts too), then work."""
     directory = os.environ["CRASH_LOG_DIR"]
     fd = os.open(os.path.join(directory, "activities.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -24,6 +28,7 @@ def _record(instance: str, label: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    time.sleep(float(os.environ.get("CRASH_ACTIVITY_SLEEP_MS", "0")) / 1000)
 
 
 @app.activity_trigger(input_name="work")
@@ -41,10 +46,12 @@ def square(work: dict) -> int:
 
 @app.orchestration_trigger(context_name="context")
 def chain(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
-    acc = context.get_input() or 0
+    acc = int((context.get_input() or {}).get("start", 0))
     for index in range(CHAIN_LENGTH):
         work = {"instance": context.instance_id, "label": f"step{index}", "acc": acc, "index": index}
         acc = yield context.call_activity("step", work)
+        if index == 2:  # a durable timer mid-chain, so TimerFired is crash-tested too
+            yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=50))
     return acc
 
 

@@ -1,0 +1,270 @@
+"""``AgentFunctionApp``: a ``DFApp`` where each registered agent becomes a Durable Entity with HTTP,
+queue and timer entry points. Users keep adding their own functions to the same app.
+
+Names of generated functions derive from the agent's name and are part of the contract (renaming
+one would orphan the state of existing sessions); ``tests/test_agent_app.py`` pins them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+from agent_framework import SupportsAgentRun
+
+from . import _window
+from ._background import (
+    POISON_SUFFIX,
+    AgentSchedule,
+    default_queue_name,
+    handle_queue_message,
+    handle_schedule,
+    purge_idle_sessions,
+    queue_reply_sender,
+)
+from ._callbacks import AgentResponseCallbackProtocol
+from ._entity import AgentEntity, EntityConfig
+from ._errors import AgentRegistrationError
+from ._http_api import AgentHttpApi, AgentInfo, HttpSettings
+from ._requests import RequestLimits
+from ._session_id import entity_name_for
+from ._state import StateLimits
+from ._transcript import DEFAULT_CONTAINER, TranscriptStore
+
+_AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+
+# Names of the shared functions (one per app).
+RUN_FUNCTION = "agents-run"
+SESSION_FUNCTION = "agents-session"
+DELETE_SESSION_FUNCTION = "agents-session-delete"
+RUN_RESULT_FUNCTION = "agents-run-result"
+HEALTH_FUNCTION = "health"
+MAINTENANCE_FUNCTION = "agents-maintenance"
+
+
+def entity_function_name(agent_name: str) -> str:
+    return entity_name_for(agent_name)
+
+
+def queue_function_name(agent_name: str) -> str:
+    return f"{entity_name_for(agent_name)}-queue"
+
+
+def schedule_function_name(agent_name: str, index: int, schedule: AgentSchedule) -> str:
+    return f"{entity_name_for(agent_name)}-schedule-{schedule.name or index}"
+
+
+class AgentFunctionApp(df.DFApp):
+    """A Durable Functions app that hosts Agent Framework agents durably.
+
+    Each agent gets a Durable Entity (one instance per session, holding the serialized session),
+    ``POST /api/agents/{name}/run``, session and run-result routes, a queue trigger and optional
+    schedules.
+
+    Args:
+        agents: Agents to register now (each needs a ``name``).
+        http_auth_level: Auth level of the generated HTTP routes.
+        enable_health_check: Serve ``GET /api/health``.
+        default_callback: Observes every agent's runs unless the agent has its own callback.
+        request_limits: Message size, session key length and allowed roles.
+        state_limits: Window and receipt bounds that keep entity state small.
+        wait_timeout_seconds: How long a waiting HTTP run waits before answering 202.
+        run_timeout_seconds: Longest one agent run may take inside the entity.
+        session_ttl: Delete sessions idle longer than this (``None``: keep them).
+        maintenance_schedule: NCRONTAB of the idle-session clean-up.
+        storage_setting: App setting of the storage account for transcripts and reply queues.
+        transcript_container: Blob container of the transcripts.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[SupportsAgentRun] | None = None,
+        http_auth_level: func.AuthLevel = func.AuthLevel.ANONYMOUS,
+        enable_health_check: bool = True,
+        default_callback: AgentResponseCallbackProtocol | None = None,
+        *,
+        request_limits: RequestLimits | None = None,
+        state_limits: StateLimits | None = None,
+        wait_timeout_seconds: float = 120.0,
+        run_timeout_seconds: float = 600.0,
+        session_ttl: timedelta | None = None,
+        maintenance_schedule: str = "0 0 * * * *",
+        storage_setting: str = "AzureWebJobsStorage",
+        transcript_container: str = DEFAULT_CONTAINER,
+    ) -> None:
+        super().__init__(http_auth_level=http_auth_level)
+        self._agents: dict[str, SupportsAgentRun] = {}
+        self._names: dict[str, str] = {}
+        self._default_callback = default_callback
+        self.request_limits = request_limits or RequestLimits()
+        self.state_limits = state_limits or StateLimits()
+        self._run_timeout = run_timeout_seconds
+        self._storage_setting = storage_setting
+        self._transcript_container = transcript_container
+        self._transcripts: TranscriptStore | None = None
+        self._transcripts_lock = threading.Lock()
+        self._http = AgentHttpApi(
+            HttpSettings(
+                limits=self.request_limits,
+                wait_timeout_seconds=wait_timeout_seconds,
+                transcripts=self.transcripts,
+                agents=self._agent_infos,
+                workflows=lambda: [],
+            )
+        )
+        self._register_http(enable_health_check)
+        if session_ttl is not None:
+            self._register_maintenance(session_ttl, maintenance_schedule)
+        for agent in agents or []:
+            self.add_agent(agent)
+
+    # Registration ---------------------------------------------------------------------------------
+
+    @property
+    def agents(self) -> dict[str, SupportsAgentRun]:
+        """Registered agents by name."""
+        return {self._names[k]: a for k, a in self._agents.items()}
+
+    def add_agent(
+        self,
+        agent: SupportsAgentRun,
+        callback: AgentResponseCallbackProtocol | None = None,
+        *,
+        queue_name: str | None = None,
+        schedules: Iterable[AgentSchedule] = (),
+        enable_queue_trigger: bool = True,
+    ) -> None:
+        """Register an agent under ``agent.name``.
+
+        Raises:
+            ValueError: The agent has no name, an invalid one, or one already registered (names
+                compare case-insensitively, like entity names).
+        """
+        name = getattr(agent, "name", None)
+        if not name:
+            raise AgentRegistrationError("An agent needs a name to be registered (set Agent(name=...)).")
+        if not _AGENT_NAME.match(name):
+            raise AgentRegistrationError(
+                f"Agent name '{name}' is invalid: use 1-63 letters, digits, '-' or '_', starting with a letter."
+            )
+        if name.lower() in self._agents:
+            raise AgentRegistrationError(f"An agent named '{self._names[name.lower()]}' is already registered.")
+        queue = queue_name or default_queue_name(name)
+        if enable_queue_trigger and not _QUEUE_NAME.match(queue):
+            raise AgentRegistrationError(f"'{queue}' is not a valid queue name.")
+        _window.install(agent)
+        self._agents[name.lower()] = agent
+        self._names[name.lower()] = name
+        config = EntityConfig(
+            name=name,
+            agent=agent,
+            transcripts=self.transcripts,
+            limits=self.state_limits,
+            callback=callback or self._default_callback,
+            run_timeout_seconds=self._run_timeout,
+            reply=queue_reply_sender(self._storage_setting),
+        )
+        self._register_entity(name, AgentEntity(config))
+        if enable_queue_trigger:
+            self._register_queue(name, queue)
+        for index, schedule in enumerate(schedules):
+            self._register_schedule(name, index, schedule)
+
+    def transcripts(self) -> TranscriptStore:
+        """The transcript store (created on first use, from the storage app setting)."""
+        if self._transcripts is None:
+            with self._transcripts_lock:
+                if self._transcripts is None:
+                    self._transcripts = TranscriptStore.from_environment(
+                        self._storage_setting, self._transcript_container
+                    )
+        return self._transcripts
+
+    def _agent_infos(self) -> dict[str, AgentInfo]:
+        return {k: AgentInfo(self._names[k], type(a).__name__) for k, a in self._agents.items()}
+
+    # Generated functions ---------------------------------------------------------------------------
+
+    def _register_entity(self, name: str, runner: AgentEntity) -> None:
+        def agent_entity(context: df.DurableEntityContext) -> None:
+            runner(context)
+
+        decorated = self.entity_trigger(context_name="context", entity_name=entity_name_for(name))(agent_entity)
+        self.function_name(name=entity_function_name(name))(decorated)
+
+    def _register_http(self, enable_health_check: bool) -> None:
+        api = self._http
+
+        async def agents_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.run(req, client)
+
+        async def agents_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.get_session(req, client)
+
+        async def agents_session_delete(
+            req: func.HttpRequest, client: df.DurableOrchestrationClient
+        ) -> func.HttpResponse:
+            return await api.delete_session(req, client)
+
+        async def agents_run_result(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.run_result(req, client)
+
+        self._http_function(RUN_FUNCTION, "agents/{name}/run", "POST", agents_run)
+        self._http_function(SESSION_FUNCTION, "agents/{name}/{sessionId}", "GET", agents_session)
+        self._http_function(DELETE_SESSION_FUNCTION, "agents/{name}/{sessionId}", "DELETE", agents_session_delete)
+        self._http_function(
+            RUN_RESULT_FUNCTION, "agents/{name}/{sessionId}/runs/{correlationId}", "GET", agents_run_result
+        )
+        if enable_health_check:
+
+            async def health(req: func.HttpRequest) -> func.HttpResponse:
+                return await api.health(req)
+
+            decorated = self.route(route="health", methods=["GET"])(health)
+            self.function_name(name=HEALTH_FUNCTION)(decorated)
+
+    def _http_function(self, name: str, route: str, method: str, handler: Any) -> None:
+        with_client = self.durable_client_input(client_name="client")(handler)
+        routed = self.route(route=route, methods=[method])(with_client)
+        self.function_name(name=name)(routed)
+
+    def _register_queue(self, name: str, queue: str) -> None:
+        limits = self.request_limits
+        api = self._http
+        wait_timeout = max(self._run_timeout, 1.0)
+
+        async def agent_queue(
+            msg: func.QueueMessage, client: df.DurableOrchestrationClient, poison: func.Out[str]
+        ) -> None:
+            await handle_queue_message(name, msg, client, limits, poison, api.wait_for_receipt, wait_timeout)
+
+        with_client = self.durable_client_input(client_name="client")(agent_queue)
+        with_poison = self.queue_output(
+            arg_name="poison", queue_name=queue + POISON_SUFFIX, connection=self._storage_setting
+        )(with_client)
+        triggered = self.queue_trigger(arg_name="msg", queue_name=queue, connection=self._storage_setting)(with_poison)
+        self.function_name(name=queue_function_name(name))(triggered)
+
+    def _register_schedule(self, name: str, index: int, schedule: AgentSchedule) -> None:
+        async def agent_schedule(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+            await handle_schedule(name, schedule, index, client)
+
+        with_client = self.durable_client_input(client_name="client")(agent_schedule)
+        triggered = self.timer_trigger(
+            schedule=schedule.schedule, arg_name="timer", run_on_startup=schedule.run_on_startup
+        )(with_client)
+        self.function_name(name=schedule_function_name(name, index, schedule))(triggered)
+
+    def _register_maintenance(self, ttl: timedelta, schedule: str) -> None:
+        async def agents_maintenance(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+            await purge_idle_sessions(list(self._names.values()), ttl, client, self.transcripts())
+
+        with_client = self.durable_client_input(client_name="client")(agents_maintenance)
+        triggered = self.timer_trigger(schedule=schedule, arg_name="timer")(with_client)
+        self.function_name(name=MAINTENANCE_FUNCTION)(triggered)

@@ -1,0 +1,183 @@
+"""Queue-triggered and scheduled runs, reply queues, and the idle-session clean-up."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from ._entity import DELETE, RUN_AGENT
+from ._errors import AgentRegistrationError, RequestError
+from ._requests import RequestLimits, build_run_request, parse_json_object
+from ._session_id import AgentSessionId, entity_name_for, validate_key
+from ._transcript import TranscriptStore
+
+_log = logging.getLogger("durableagent.background")
+
+_NON_QUEUE_CHARACTERS = re.compile(r"[^a-z0-9]+")
+POISON_SUFFIX = "-poison"
+
+
+def default_queue_name(agent_name: str) -> str:
+    """``<agent lower-cased, runs of other characters as '-', trimmed>-runs``, at most 63 characters."""
+    slug = _NON_QUEUE_CHARACTERS.sub("-", agent_name.lower()).strip("-")
+    name = f"{slug}-runs" if slug else "agent-runs"
+    return name[:63].rstrip("-")
+
+
+@dataclass(frozen=True)
+class AgentSchedule:
+    """A scheduled run: ``message`` sent to session ``session_key`` on an NCRONTAB ``schedule``.
+
+    Attributes:
+        schedule: Six-field NCRONTAB (``second minute hour day month day-of-week``).
+        message: What the agent is asked each time.
+        session_key: The session the runs go to (one conversation across runs).
+        name: Names the generated timer function; defaults to its position.
+        run_on_startup: Also run when the host starts.
+    """
+
+    schedule: str
+    message: str
+    session_key: str = "scheduled"
+    name: str | None = None
+    run_on_startup: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.schedule.split()) != 6:
+            raise AgentRegistrationError(
+                f"schedule '{self.schedule}' must have six fields (second minute hour day month day-of-week)"
+            )
+        if not self.message.strip():
+            raise AgentRegistrationError("a schedule needs a non-empty message")
+        try:
+            validate_key(self.session_key)
+        except ValueError as exc:
+            raise AgentRegistrationError(f"schedule session key: {exc}") from exc
+
+
+def queue_reply_sender(setting: str = "AzureWebJobsStorage") -> Callable[[str, dict[str, Any]], None]:
+    """Posts a run's outcome to a reply queue, base64-encoded as Functions queue bindings expect."""
+
+    def send(queue: str, outcome: dict[str, Any]) -> None:
+        from azure.storage.queue import QueueClient
+
+        connection = os.environ.get(setting)
+        if not connection:
+            raise RuntimeError(f"app setting '{setting}' is not set; cannot post to reply queue '{queue}'")
+        client = QueueClient.from_connection_string(connection, queue)
+        try:
+            with contextlib.suppress(Exception):  # it exists (or the send below reports the real problem)
+                client.create_queue()
+            client.send_message(base64.b64encode(json.dumps(outcome).encode()).decode())
+        finally:
+            client.close()
+
+    return send
+
+
+async def handle_queue_message(
+    agent_name: str,
+    message: func.QueueMessage,
+    client: df.DurableOrchestrationClient,
+    limits: RequestLimits,
+    poison: func.Out[str],
+    wait: Callable[..., Any],
+    wait_timeout: float,
+) -> None:
+    """Validate a queue message and run it once; invalid messages go to the poison queue with a reason."""
+    raw = message.get_body()
+    try:
+        body = parse_json_object(raw)
+        if not body.get("correlationId") and not body.get("correlation_id"):
+            # The queue message id is the same on every redelivery: the run happens once.
+            body = {**body, "correlationId": f"queue-{message.id}"}
+        request = build_run_request(agent_name, body, limits)
+    except RequestError as exc:
+        _log.error(
+            "Queue message %s for agent %s is invalid (%s): %s",
+            message.id,
+            agent_name,
+            exc.error.code,
+            exc.message,
+        )
+        poison.set(
+            json.dumps(
+                {
+                    "error": {"code": exc.error.code, "message": exc.message},
+                    "message": raw.decode("utf-8", errors="replace"),
+                }
+            )
+        )
+        return
+    await client.signal_entity(request.session.to_entity_id(), RUN_AGENT, request.to_operation_input())
+    receipt = await wait(client, request.session, request.correlation_id, wait_timeout)
+    if receipt is None:
+        # Not done yet: fail so the message comes back; the retry finds the receipt, not a new run.
+        raise TimeoutError(f"run {request.correlation_id} of agent {agent_name} is still in progress")
+
+
+async def handle_schedule(
+    agent_name: str, schedule: AgentSchedule, index: int, client: df.DurableOrchestrationClient
+) -> None:
+    """Start one scheduled run (fire and forget); its correlation id is fixed by the minute it is for."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    label = schedule.name or str(index)
+    correlation = f"schedule-{label}-{now:%Y%m%dT%H%M%S}"
+    session = AgentSessionId(agent_name, schedule.session_key)
+    payload = {"message": schedule.message, "correlationId": correlation}
+    request = build_run_request(agent_name, payload, RequestLimits(), session_override=str(session))
+    await client.signal_entity(session.to_entity_id(), RUN_AGENT, request.to_operation_input())
+
+
+async def purge_idle_sessions(
+    agent_names: list[str],
+    ttl: timedelta,
+    client: df.DurableOrchestrationClient,
+    transcripts: TranscriptStore,
+) -> int:
+    """Delete sessions idle longer than ``ttl`` (entity and transcript). Returns how many were asked."""
+    import asyncio
+
+    cutoff = datetime.now(UTC) - ttl
+    keys_by_agent = await asyncio.to_thread(_session_keys, transcripts, agent_names)
+    deleted = 0
+    for name, keys in keys_by_agent.items():
+        for key in keys:
+            session = AgentSessionId(name, key)
+            result = await client.read_entity_state(session.to_entity_id())
+            if not result.entity_exists:
+                continue
+            state = result.entity_state
+            if isinstance(state, str):
+                state = json.loads(state)
+            updated = _parse_time(str((state or {}).get("updatedAt", "")))
+            if updated is not None and updated < cutoff:
+                await client.signal_entity(session.to_entity_id(), DELETE)
+                deleted += 1
+    return deleted
+
+
+def _session_keys(transcripts: TranscriptStore, agent_names: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name in agent_names:
+        found[name] = transcripts.session_keys(entity_name_for(name))
+    return found
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,292 @@
+"""The agent entity: one instance per session; its operations run the agent and keep its state.
+
+An operation is all-or-nothing: a failed run records a failed receipt for its correlation id and
+leaves the conversation as it was, so the failed turn is never shown to the model again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.durable_functions as df
+from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentRun
+
+from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
+from ._loop import run_coroutine
+from ._session_id import AgentSessionId
+from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
+from ._transcript import TranscriptStore
+from ._window import take_pending
+
+_log = logging.getLogger("durableagent.entity")
+
+RUN_AGENT = "run_agent"
+GET_STATE = "get_state"
+RESET = "reset"
+DELETE = "delete"
+
+
+@dataclass
+class EntityConfig:
+    """What an agent's entity needs besides the agent itself."""
+
+    name: str
+    agent: SupportsAgentRun
+    transcripts: Callable[[], TranscriptStore]
+    limits: StateLimits = field(default_factory=StateLimits)
+    callback: AgentResponseCallbackProtocol | None = None
+    run_timeout_seconds: float = 600.0
+    reply: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def classify_failure(exc: BaseException) -> dict[str, str]:
+    """A safe error record: a stable code and a message with no text from inside the model client."""
+    status = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = status or getattr(current, "status_code", None)
+        current = current.__cause__ or current.__context__
+    if status == 429:
+        return {
+            "code": "model_rate_limited",
+            "message": "The model service is rate limiting requests (HTTP 429).",
+        }
+    if isinstance(exc, TimeoutError):
+        return {"code": "agent_run_timeout", "message": "The agent run timed out."}
+    if status is not None:
+        return {"code": "agent_run_failed", "message": f"The model service answered with HTTP {status}."}
+    return {"code": "agent_run_failed", "message": f"The agent run failed ({type(exc).__name__})."}
+
+
+class AgentEntity:
+    """The entity function of one agent (synchronous, as the Python SDK requires)."""
+
+    def __init__(self, config: EntityConfig) -> None:
+        self.config = config
+
+    def __call__(self, context: df.DurableEntityContext) -> None:
+        operation = (context.operation_name or "").lower()
+        session = AgentSessionId(self.config.name, context.entity_key)
+        try:
+            state = AgentState.from_state(context.get_state(lambda: None))
+        except StateSchemaError as exc:
+            # Leave the stored state untouched; report instead of wiping it.
+            context.set_result({"status": "failed", "error": {"code": "state_schema", "message": str(exc)}})
+            return
+        if operation == RUN_AGENT:
+            result = self._run(state, session, context.get_input() or {})
+        elif operation == GET_STATE:
+            result = summary(state, session)
+        elif operation == RESET:
+            state.reset()
+            result = {"status": "reset"}
+        elif operation == DELETE:
+            deleted = self.config.transcripts().delete_session(session)
+            context.destruct_on_exit()
+            context.set_result({"status": "deleted", "transcriptTurnsDeleted": deleted})
+            return
+        else:
+            context.set_result({"status": "failed", "error": {"code": "unknown_operation", "message": operation}})
+            return
+        context.set_state(state.get_state())
+        context.set_result(result)
+
+    # run_agent ------------------------------------------------------------------------------------
+
+    def _run(self, state: AgentState, session: AgentSessionId, request: dict[str, Any]) -> dict[str, Any]:
+        correlation_id = str(request.get("correlationId") or "")
+        if not correlation_id or not request.get("message"):
+            return {"status": "failed", "error": {"code": "invalid_request", "message": "missing fields"}}
+        known = state.receipts.get(correlation_id)
+        if known is not None:
+            # A redelivered or retried request: answer from the record, never call the model again.
+            return {**known.to_dict(), "duplicate": True}
+        transcripts = self.config.transcripts()
+        recovered = transcripts.read_turn(session, state.turns)
+        if recovered is not None and recovered.get("correlationId") == correlation_id:
+            # The turn was written but the entity did not commit (a crash): adopt it as it is.
+            return self._commit_turn(state, session, request, recovered, transcript_written=True)
+        before = AgentSession.from_dict(state.session.to_dict())
+        try:
+            response, run_session = self._call_agent(state, session, request)
+        except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
+            state.session = before
+            error = classify_failure(exc)
+            _log.warning("Agent %s run %s failed: %s (%r)", self.config.name, correlation_id, error["code"], exc)
+            receipt = Receipt(
+                correlation_id=correlation_id,
+                request_hash=str(request.get("requestHash", "")),
+                status="failed",
+                at=utc_now(),
+                error=error,
+                message_count=state.message_count,
+            )
+            state.remember(receipt, self.config.limits)
+            state.updated_at = receipt.at
+            self._reply(request, receipt)
+            return receipt.to_dict()
+        pending = take_pending(run_session)
+        if not pending:
+            # The agent keeps its own history provider: record the turn from the run itself.
+            pending = [_user_message(request).to_dict(), *[m.to_dict() for m in response.messages]]
+        record = {
+            "turn": state.turns,
+            "correlationId": correlation_id,
+            "createdAt": utc_now(),
+            "request": {"role": request.get("role", "user"), "message": request["message"]},
+            "messages": pending,
+            "response": response.to_dict(),
+            "text": response.text,
+            "usage": _usage(response),
+        }
+        if request.get("responseSchema") is not None:
+            record["value"] = _structured_value(response)
+        state.session = run_session
+        return self._commit_turn(state, session, request, record, transcript_written=False, response=response)
+
+    def _call_agent(
+        self, state: AgentState, session: AgentSessionId, request: dict[str, Any]
+    ) -> tuple[AgentResponse, AgentSession]:
+        run_session = AgentSession.from_dict(state.session.to_dict())
+        options: dict[str, Any] = {}
+        if request.get("enableToolCalls") is False:
+            options["tool_choice"] = "none"
+        if request.get("responseSchema") is not None:
+            options["response_format"] = request["responseSchema"]
+        message = _user_message(request)
+        callback = self.config.callback
+        context = AgentCallbackContext(
+            agent_name=self.config.name,
+            correlation_id=str(request["correlationId"]),
+            session_id=str(session),
+            request_message=str(request["message"]),
+        )
+        # ``options`` is Agent's keyword, not part of the SupportsAgentRun protocol: pass it only when set.
+        agent: Any = self.config.agent
+        extra: dict[str, Any] = {"options": options} if options else {}
+
+        async def run() -> AgentResponse:
+            if callback is not None and _overrides(callback, "on_streaming_response_update"):
+                stream = agent.run(message, session=run_session, stream=True, **extra)
+                async for update in stream:
+                    await _safely(callback.on_streaming_response_update(update, context), "streaming update")
+                response: AgentResponse = await stream.get_final_response()
+            else:
+                response = await agent.run(message, session=run_session, **extra)
+            if callback is not None:
+                await _safely(callback.on_agent_response(response, context), "agent response")
+            return response
+
+        return run_coroutine(run(), timeout=self.config.run_timeout_seconds), run_session
+
+    def _commit_turn(
+        self,
+        state: AgentState,
+        session: AgentSessionId,
+        request: dict[str, Any],
+        record: dict[str, Any],
+        *,
+        transcript_written: bool,
+        response: AgentResponse | None = None,
+    ) -> dict[str, Any]:
+        limits = self.config.limits
+        if transcript_written:
+            # Recovery: the window did not see this turn yet.
+            state.window.extend(record.get("messages", []))
+        else:
+            self.config.transcripts().write_turn(session, state.turns, record)
+        state.turns += 1
+        state.message_count += len(record.get("messages", []))
+        state.last_response_turn = record["turn"]
+        state.trim(limits)
+        text = str(record.get("text") or "")
+        value = record.get("value")
+        inline = json.dumps(value) if value is not None else text
+        receipt = Receipt(
+            correlation_id=str(record["correlationId"]),
+            request_hash=str(request.get("requestHash", "")),
+            status="success",
+            at=utc_now(),
+            turn=int(record["turn"]),
+            text=inline if len(inline.encode()) <= limits.inline_text_bytes else None,
+            text_truncated=len(inline.encode()) > limits.inline_text_bytes,
+            structured=value is not None,
+            usage=record.get("usage"),
+            message_count=state.message_count,
+        )
+        state.remember(receipt, limits)
+        state.updated_at = receipt.at
+        self._reply(request, receipt, record)
+        return receipt.to_dict()
+
+    def _reply(self, request: dict[str, Any], receipt: Receipt, record: dict[str, Any] | None = None) -> None:
+        queue = request.get("replyQueue")
+        if not queue or self.config.reply is None:
+            return
+        outcome = {
+            "agent": self.config.name,
+            "correlationId": receipt.correlation_id,
+            "status": receipt.status,
+            "turn": receipt.turn,
+            "error": receipt.error,
+        }
+        if record is not None:
+            outcome["response"] = record.get("value") if record.get("value") is not None else record.get("text")
+        try:
+            self.config.reply(str(queue), outcome)
+        except Exception:  # a reply that cannot be posted must not undo the run
+            _log.exception("Could not post the outcome of run %s to queue %s", receipt.correlation_id, queue)
+
+
+def summary(state: AgentState, session: AgentSessionId) -> dict[str, Any]:
+    return {
+        "sessionId": str(session),
+        "turns": state.turns,
+        "messageCount": state.message_count,
+        "createdAt": state.created_at,
+        "updatedAt": state.updated_at,
+    }
+
+
+def _user_message(request: dict[str, Any]) -> Message:
+    return Message(role=str(request.get("role", "user")), contents=[str(request["message"])])
+
+
+def _usage(response: AgentResponse) -> dict[str, Any] | None:
+    usage = getattr(response, "usage_details", None)
+    if not usage:
+        return None
+    return {k: v for k, v in dict(usage).items() if isinstance(v, int | float | str)}
+
+
+def _structured_value(response: AgentResponse) -> Any:
+    try:
+        value = response.value
+    except Exception:
+        value = None
+    if value is None:
+        try:
+            value = json.loads(response.text)
+        except ValueError:
+            return None
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return value
+
+
+def _overrides(callback: object, method: str) -> bool:
+    implementation = getattr(type(callback), method, None)
+    return implementation is not None and implementation is not getattr(AgentResponseCallbackProtocol, method, None)
+
+
+async def _safely(awaitable: Any, what: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        _log.exception("Callback failed on %s; the run goes on", what)

@@ -1,0 +1,56 @@
+"""Errors: one root for runtime failures, one for misuse at registration, and the HTTP error table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DurableAgentError(Exception):
+    """Root of the runtime errors durableagent raises."""
+
+
+class AgentRegistrationError(ValueError):
+    """An agent, schedule or option was registered wrongly (found when the app is built)."""
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A stable machine code with its HTTP status."""
+
+    code: str
+    status: int
+
+
+# Every non-2xx answer of the agent routes uses one of these; the codes are part of the API.
+INVALID_JSON = ErrorCode("invalid_json", 400)
+INVALID_REQUEST = ErrorCode("invalid_request", 400)
+MESSAGE_REQUIRED = ErrorCode("message_required", 400)
+INVALID_ROLE = ErrorCode("invalid_role", 400)
+INVALID_SESSION_ID = ErrorCode("invalid_session_id", 400)
+INVALID_CORRELATION_ID = ErrorCode("invalid_correlation_id", 400)
+INVALID_RESPONSE_SCHEMA = ErrorCode("invalid_response_schema", 400)
+UNSUPPORTED_MEDIA_TYPE = ErrorCode("unsupported_media_type", 415)
+AGENT_NOT_FOUND = ErrorCode("agent_not_found", 404)
+SESSION_NOT_FOUND = ErrorCode("session_not_found", 404)
+RUN_NOT_FOUND = ErrorCode("run_not_found", 404)
+IDEMPOTENCY_CONFLICT = ErrorCode("idempotency_key_reused", 409)
+MESSAGE_TOO_LARGE = ErrorCode("message_too_large", 413)
+AGENT_RUN_FAILED = ErrorCode("agent_run_failed", 502)
+MODEL_RATE_LIMITED = ErrorCode("model_rate_limited", 503)
+INTERNAL_ERROR = ErrorCode("internal_error", 500)
+
+
+class RequestError(DurableAgentError):
+    """A request the API rejects; carries the code, a message for humans and optional details."""
+
+    def __init__(self, error: ErrorCode, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": {"code": self.error.code, "message": self.message}}
+        if self.details:
+            body["error"] = {**body["error"], **self.details}  # type: ignore[dict-item]
+        return body

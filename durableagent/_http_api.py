@@ -1,0 +1,394 @@
+"""The agent HTTP API: parse into a typed request, call one function, map the result or error.
+
+A client function cannot call an entity and wait for its answer, so a run is a signal followed by
+reads of the (small) entity state until the run's receipt appears. Reads start at once and back
+off; a wait that runs out answers 202 with a URL that gives the result later, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from ._entity import DELETE, RUN_AGENT
+from ._errors import (
+    AGENT_NOT_FOUND,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    INVALID_SESSION_ID,
+    MESSAGE_TOO_LARGE,
+    RUN_NOT_FOUND,
+    SESSION_NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+    RequestError,
+)
+from ._requests import (
+    RequestLimits,
+    RunRequest,
+    build_run_request,
+    check_idempotency,
+    parse_bool,
+    parse_json_object,
+)
+from ._session_id import AgentSessionId
+from ._state import Receipt
+from ._transcript import TranscriptStore
+
+_log = logging.getLogger("durableagent.http")
+
+_FIRST_POLL_SECONDS = 0.005
+_MAX_POLL_SECONDS = 0.25
+# How long after acceptance an unknown run is reported as pending (202) rather than unknown (404).
+_PENDING_WINDOW_SECONDS = 3600.0
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """What the HTTP layer needs to know about a registered agent."""
+
+    name: str
+    agent_type: str
+
+
+@dataclass
+class HttpSettings:
+    limits: RequestLimits
+    wait_timeout_seconds: float
+    transcripts: Callable[[], TranscriptStore]
+    agents: Callable[[], dict[str, AgentInfo]]
+    workflows: Callable[[], list[dict[str, Any]]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers or {})
+
+
+def error_response(error: RequestError) -> func.HttpResponse:
+    return json_response(error.body(), status=error.error.status)
+
+
+class AgentHttpApi:
+    """Handlers of the agent routes."""
+
+    def __init__(self, settings: HttpSettings) -> None:
+        self.settings = settings
+
+    def _agent(self, name: str) -> AgentInfo:
+        info = self.settings.agents().get(name.lower())
+        if info is None:
+            raise RequestError(AGENT_NOT_FOUND, f"No agent named '{name}' is registered.")
+        return info
+
+    # POST agents/{name}/run ---------------------------------------------------------------------
+
+    async def run(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        try:
+            return await self._run(req, client)
+        except RequestError as exc:
+            return error_response(exc)
+        except Exception:
+            _log.exception("Agent run request failed")
+            return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
+
+    async def _run(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        agent = self._agent(req.route_params["name"])
+        limits = self.settings.limits
+        raw = req.get_body() or b""
+        if len(raw) > limits.max_message_bytes + 65_536:
+            raise RequestError(
+                MESSAGE_TOO_LARGE,
+                f"The body is larger than allowed ({limits.max_message_bytes} bytes of message).",
+                limit=limits.max_message_bytes,
+            )
+        body = _body(req, raw)
+        wait = parse_bool(req.headers.get("x-ms-wait-for-response"))
+        if wait is None:
+            wait = parse_bool(req.params.get("wait_for_response"))
+        session_query = next(
+            (req.params[k] for k in ("sessionId", "session_id", "thread_id") if req.params.get(k)), None
+        )
+        request = build_run_request(
+            agent.name,
+            body,
+            limits,
+            session_override=session_query,
+            correlation_header=req.headers.get("idempotency-key"),
+            wait_override=wait,
+        )
+        entity_id = request.session.to_entity_id()
+        state = await _read_state(client, entity_id)
+        receipt = _receipt(state, request.correlation_id)
+        if receipt is not None:
+            check_idempotency(receipt.request_hash or None, request)
+            return await self._outcome(request, receipt)
+        await client.signal_entity(entity_id, RUN_AGENT, request.to_operation_input())
+        if request.wait_for_response is False:
+            return self._accepted(req, request)
+        timeout = min(request.timeout_seconds or self.settings.wait_timeout_seconds, self.settings.wait_timeout_seconds)
+        receipt = await self.wait_for_receipt(client, request.session, request.correlation_id, timeout)
+        if receipt is None:
+            return self._accepted(req, request)
+        check_idempotency(receipt.request_hash or None, request)
+        return await self._outcome(request, receipt)
+
+    async def wait_for_receipt(
+        self,
+        client: df.DurableOrchestrationClient,
+        session: AgentSessionId,
+        correlation_id: str,
+        timeout: float,
+    ) -> Receipt | None:
+        deadline = time.monotonic() + timeout
+        delay = _FIRST_POLL_SECONDS
+        entity_id = session.to_entity_id()
+        while True:
+            receipt = _receipt(await _read_state(client, entity_id), correlation_id)
+            if receipt is not None or time.monotonic() >= deadline:
+                return receipt
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, _MAX_POLL_SECONDS)
+
+    def _accepted(self, req: func.HttpRequest, request: RunRequest) -> func.HttpResponse:
+        url = _run_url(req, request.session, request.correlation_id)
+        body = {
+            "status": "accepted",
+            "message": request.message,
+            "sessionId": str(request.session),
+            "correlationId": request.correlation_id,
+            "statusQueryGetUri": url,
+        }
+        return json_response(body, status=202, headers={"Location": url, "Retry-After": "1"})
+
+    async def _outcome(self, request: RunRequest, receipt: Receipt) -> func.HttpResponse:
+        return await self.receipt_response(request.session, receipt, message=request.message)
+
+    async def receipt_response(
+        self, session: AgentSessionId, receipt: Receipt, message: str | None = None
+    ) -> func.HttpResponse:
+        base: dict[str, Any] = {"sessionId": str(session), "correlationId": receipt.correlation_id}
+        if message is not None:
+            base["message"] = message
+        if receipt.status != "success":
+            error = receipt.error or {"code": "agent_run_failed", "message": "The agent run failed."}
+            status = 503 if error.get("code") == "model_rate_limited" else 502
+            return json_response({**base, "status": "failed", "error": error}, status=status)
+        response = await self._response_value(session, receipt)
+        body = {
+            **base,
+            "response": response,
+            "status": "success",
+            "message_count": receipt.message_count,
+        }
+        if receipt.usage:
+            body["usage"] = receipt.usage
+        return json_response(body)
+
+    async def _response_value(self, session: AgentSessionId, receipt: Receipt) -> Any:
+        if receipt.text is not None and not receipt.text_truncated:
+            return json.loads(receipt.text) if receipt.structured else receipt.text
+        record = await asyncio.to_thread(self.settings.transcripts().read_turn, session, int(receipt.turn or 0))
+        if record is None:
+            return None
+        return record.get("value") if receipt.structured else record.get("text")
+
+    # GET agents/{name}/{sessionId}/runs/{correlationId} ---------------------------------------
+
+    async def run_result(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        try:
+            agent = self._agent(req.route_params["name"])
+            session = _parse_session(agent.name, req.route_params["sessionId"])
+            correlation_id = req.route_params["correlationId"]
+            receipt = _receipt(await _read_state(client, session.to_entity_id()), correlation_id)
+            if receipt is not None:
+                return await self.receipt_response(session, receipt)
+            accepted = _float(req.params.get("accepted"))
+            if accepted is not None and 0 <= time.time() - accepted <= _PENDING_WINDOW_SECONDS:
+                url = _run_url(req, session, correlation_id)
+                return json_response(
+                    {"status": "pending", "sessionId": str(session), "correlationId": correlation_id},
+                    status=202,
+                    headers={"Location": url, "Retry-After": "1"},
+                )
+            raise RequestError(RUN_NOT_FOUND, f"No run '{correlation_id}' is known for this session.")
+        except RequestError as exc:
+            return error_response(exc)
+
+    # GET agents/{name}/{sessionId} ----------------------------------------------------------------
+
+    async def get_session(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        try:
+            agent = self._agent(req.route_params["name"])
+            session = _parse_session(agent.name, req.route_params["sessionId"])
+            state = await _read_state(client, session.to_entity_id())
+            if state is None:
+                raise RequestError(SESSION_NOT_FOUND, f"Session '{session}' does not exist.")
+            turns = int(state.get("turns", 0))
+            cursor = _int_param(req, "cursor", 0, 0, max(turns, 0))
+            size = _int_param(req, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+            store = self.settings.transcripts()
+            records = await asyncio.to_thread(store.read_turns, session, cursor, min(size, turns - cursor))
+            history: list[dict[str, Any]] = []
+            for record in records:
+                history.extend(_history_entries(record))
+            last = state.get("lastResponseTurn")
+            last_record = (
+                records[-1]
+                if records and records[-1].get("turn") == last
+                else (await asyncio.to_thread(store.read_turn, session, int(last)) if last is not None else None)
+            )
+            next_cursor = cursor + size if cursor + size < turns else None
+            body = {
+                "sessionId": str(session),
+                "message_count": int(state.get("messageCount", 0)),
+                "turn_count": turns,
+                "conversation_history": history,
+                "last_response": last_record.get("text") if last_record else None,
+                "agent_type": agent.agent_type,
+                "page": {"cursor": cursor, "page_size": size, "next_cursor": next_cursor},
+            }
+            return json_response(body)
+        except RequestError as exc:
+            return error_response(exc)
+
+    # DELETE agents/{name}/{sessionId} --------------------------------------------------------------
+
+    async def delete_session(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        try:
+            agent = self._agent(req.route_params["name"])
+            session = _parse_session(agent.name, req.route_params["sessionId"])
+            entity_id = session.to_entity_id()
+            if await _read_state(client, entity_id) is None:
+                raise RequestError(SESSION_NOT_FOUND, f"Session '{session}' does not exist.")
+            await client.signal_entity(entity_id, DELETE)
+            deadline = time.monotonic() + self.settings.wait_timeout_seconds
+            delay = _FIRST_POLL_SECONDS
+            while time.monotonic() < deadline:
+                if await _read_state(client, entity_id) is None:
+                    return json_response({"status": "deleted", "sessionId": str(session)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_POLL_SECONDS)
+            return json_response({"status": "deleting", "sessionId": str(session)}, status=202)
+        except RequestError as exc:
+            return error_response(exc)
+
+    # GET health ----------------------------------------------------------------------------------
+
+    async def health(self, req: func.HttpRequest) -> func.HttpResponse:
+        agents = [{"name": a.name, "type": a.agent_type} for a in self.settings.agents().values()]
+        workflows = self.settings.workflows()
+        return json_response(
+            {
+                "status": "healthy",
+                "agents": agents,
+                "agent_count": len(agents),
+                "workflows": workflows,
+                "workflow_count": len(workflows),
+            }
+        )
+
+
+def _body(req: func.HttpRequest, raw: bytes) -> dict[str, Any]:
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return parse_json_object(raw)
+    if content_type in ("", "text/plain"):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(INVALID_REQUEST, "A text/plain body must be UTF-8.") from exc
+        return {"message": text.strip()}
+    raise RequestError(
+        UNSUPPORTED_MEDIA_TYPE,
+        f"Content type '{content_type}' is not supported; send application/json or text/plain.",
+    )
+
+
+def _parse_session(agent_name: str, text: str) -> AgentSessionId:
+    try:
+        return AgentSessionId.parse(text, agent_name)
+    except ValueError as exc:
+        raise RequestError(INVALID_SESSION_ID, f"Invalid session id: {exc}") from exc
+
+
+async def _read_state(client: df.DurableOrchestrationClient, entity_id: df.EntityId) -> dict[str, Any] | None:
+    result = await client.read_entity_state(entity_id)
+    if not result.entity_exists:
+        return None
+    state = result.entity_state
+    if isinstance(state, str):
+        state = json.loads(state)
+    return state if isinstance(state, dict) else None
+
+
+def _receipt(state: dict[str, Any] | None, correlation_id: str) -> Receipt | None:
+    if not state:
+        return None
+    for item in state.get("receipts", []):
+        if item.get("correlation_id") == correlation_id:
+            return Receipt.from_dict(item)
+    return None
+
+
+def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str) -> str:
+    parts = urlsplit(req.url)
+    path = parts.path
+    marker = "/agents/"
+    prefix = path[: path.lower().find(marker)] if marker in path.lower() else ""
+    return (
+        f"{parts.scheme}://{parts.netloc}{prefix}/agents/{session.name}/{session.key}/runs/{correlation_id}"
+        f"?accepted={int(time.time())}"
+    )
+
+
+def _history_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    at = record.get("createdAt")
+    request = record.get("request") or {}
+    entries = [
+        {
+            "role": request.get("role", "user"),
+            "content": request.get("message"),
+            "timestamp": at,
+            "correlationId": record.get("correlationId"),
+        }
+    ]
+    entries.append(
+        {
+            "role": "assistant",
+            "content": record.get("text"),
+            "timestamp": at,
+            "correlationId": record.get("correlationId"),
+            "agent_response": record.get("response"),
+        }
+    )
+    return entries
+
+
+def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    text = req.params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise RequestError(INVALID_REQUEST, f"'{name}' must be an integer.", field=name) from exc
+    if not low <= value <= max(low, high):
+        raise RequestError(INVALID_REQUEST, f"'{name}' must be between {low} and {max(low, high)}.", field=name)
+    return value
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

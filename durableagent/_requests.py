@@ -1,0 +1,240 @@
+"""Run requests: parsed and validated once, at the edge (HTTP body, queue message, schedule)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from ._errors import (
+    IDEMPOTENCY_CONFLICT,
+    INVALID_CORRELATION_ID,
+    INVALID_JSON,
+    INVALID_REQUEST,
+    INVALID_RESPONSE_SCHEMA,
+    INVALID_ROLE,
+    INVALID_SESSION_ID,
+    MESSAGE_REQUIRED,
+    MESSAGE_TOO_LARGE,
+    RequestError,
+)
+from ._session_id import AgentSessionId
+
+_CORRELATION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+SESSION_ALIASES = ("sessionId", "sessionKey", "session_id", "thread_id")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Limits on run requests; every one can be changed on the app.
+
+    Attributes:
+        max_message_bytes: Largest message (UTF-8 bytes); larger gets 413.
+        max_session_key_length: Longest session key.
+        allowed_roles: Roles a caller may send (default only ``user``, so callers cannot inject
+            ``system`` or ``assistant`` turns).
+    """
+
+    max_message_bytes: int = 32_768
+    max_session_key_length: int = 128
+    allowed_roles: frozenset[str] = field(default_factory=lambda: frozenset({"user"}))
+
+
+class _RunBody(BaseModel):
+    """The JSON shape of a run request (HTTP body or queue message)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message: StrictStr | None = None
+    role: StrictStr | None = None
+    enable_tool_calls: StrictBool | None = None
+    response_schema: dict[str, Any] | None = None
+    wait_for_response: StrictBool | None = None
+    correlation_id: StrictStr | None = Field(default=None, alias="correlationId")
+    reply_queue: StrictStr | None = Field(default=None, alias="replyQueue")
+    timeout_seconds: float | None = Field(default=None, alias="timeoutSeconds", gt=0, le=230)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated request to run an agent once on one session."""
+
+    session: AgentSessionId
+    message: str
+    role: str
+    correlation_id: str
+    enable_tool_calls: bool = True
+    response_schema: dict[str, Any] | None = None
+    wait_for_response: bool | None = None
+    reply_queue: str | None = None
+    timeout_seconds: float | None = None
+    session_was_given: bool = True
+
+    @property
+    def request_hash(self) -> str:
+        """What must match when a correlation id is reused (409 otherwise)."""
+        canonical = json.dumps(
+            [self.session.key, self.message, self.role, self.enable_tool_calls, self.response_schema],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    def to_operation_input(self) -> dict[str, Any]:
+        """What the entity's ``run_agent`` operation receives."""
+        payload: dict[str, Any] = {
+            "message": self.message,
+            "role": self.role,
+            "correlationId": self.correlation_id,
+            "requestHash": self.request_hash,
+            "enableToolCalls": self.enable_tool_calls,
+        }
+        if self.response_schema is not None:
+            payload["responseSchema"] = self.response_schema
+        if self.reply_queue:
+            payload["replyQueue"] = self.reply_queue
+        return payload
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(INVALID_JSON, f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise RequestError(INVALID_JSON, "The body must be a JSON object.")
+    return parsed
+
+
+def build_run_request(
+    agent_name: str,
+    body: dict[str, Any],
+    limits: RequestLimits,
+    *,
+    session_override: str | None = None,
+    correlation_header: str | None = None,
+    wait_override: bool | None = None,
+) -> RunRequest:
+    """Validate a run body into a ``RunRequest``.
+
+    Raises:
+        RequestError: With a stable code for every kind of bad input.
+    """
+    session_values = {alias: body[alias] for alias in SESSION_ALIASES if body.get(alias) not in (None, "")}
+    try:
+        parsed = _RunBody.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise RequestError(INVALID_REQUEST, f"Invalid field '{where}': {first.get('msg')}", field=where) from exc
+
+    message = parsed.message
+    if message is None or not message.strip():
+        raise RequestError(MESSAGE_REQUIRED, "A non-empty 'message' is required.")
+    if len(message.encode("utf-8")) > limits.max_message_bytes:
+        raise RequestError(
+            MESSAGE_TOO_LARGE,
+            f"The message is larger than {limits.max_message_bytes} bytes.",
+            limit=limits.max_message_bytes,
+        )
+
+    role = (parsed.role or "user").strip().lower()
+    if role not in limits.allowed_roles:
+        raise RequestError(
+            INVALID_ROLE, f"Role '{role}' is not allowed; allowed: {', '.join(sorted(limits.allowed_roles))}."
+        )
+
+    session = _session(agent_name, session_values, session_override, limits)
+
+    correlation = _correlation_id(parsed.correlation_id, correlation_header)
+
+    if parsed.response_schema is not None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(parsed.response_schema)
+        except jsonschema.SchemaError as exc:
+            raise RequestError(  # noqa: B904 - the schema error is the message, not a cause to chain
+                INVALID_RESPONSE_SCHEMA, f"response_schema is not a valid JSON Schema: {exc.message}"
+            )
+        if parsed.response_schema.get("type", "object") != "object":
+            raise RequestError(INVALID_RESPONSE_SCHEMA, "response_schema must describe a JSON object.")
+
+    reply_queue = parsed.reply_queue
+    if reply_queue is not None and not _QUEUE_NAME_PATTERN.match(reply_queue):
+        raise RequestError(INVALID_REQUEST, f"'{reply_queue}' is not a valid queue name.", field="replyQueue")
+
+    return RunRequest(
+        session=session,
+        message=message,
+        role=role,
+        correlation_id=correlation,
+        enable_tool_calls=True if parsed.enable_tool_calls is None else parsed.enable_tool_calls,
+        response_schema=parsed.response_schema,
+        wait_for_response=wait_override if wait_override is not None else parsed.wait_for_response,
+        reply_queue=reply_queue,
+        timeout_seconds=parsed.timeout_seconds,
+        session_was_given=bool(session_values or session_override),
+    )
+
+
+def _session(agent_name: str, values: dict[str, Any], override: str | None, limits: RequestLimits) -> AgentSessionId:
+    candidates = list(values.values()) + ([override] if override else [])
+    for value in candidates:
+        if not isinstance(value, str):
+            raise RequestError(INVALID_SESSION_ID, "The session id must be a string.")
+    distinct = {v for v in candidates}
+    if len(distinct) > 1:
+        raise RequestError(INVALID_SESSION_ID, f"Conflicting session ids given: {', '.join(sorted(distinct))}.")
+    if not distinct:
+        return AgentSessionId.with_random_key(agent_name)
+    text = distinct.pop()
+    try:
+        session = AgentSessionId.parse(text, agent_name)
+    except ValueError as exc:
+        raise RequestError(INVALID_SESSION_ID, f"Invalid session id: {exc}") from exc
+    if len(session.key) > limits.max_session_key_length:
+        raise RequestError(
+            INVALID_SESSION_ID, f"The session key is longer than {limits.max_session_key_length} characters."
+        )
+    return session
+
+
+def _correlation_id(in_body: str | None, in_header: str | None) -> str:
+    if in_body and in_header and in_body != in_header:
+        raise RequestError(INVALID_CORRELATION_ID, "The Idempotency-Key header and the correlationId field differ.")
+    value = in_body or in_header
+    if value is None:
+        return uuid.uuid4().hex
+    if not _CORRELATION_PATTERN.match(value):
+        raise RequestError(
+            INVALID_CORRELATION_ID,
+            "A correlation id is 1-128 letters, digits and . _ : - starting with a letter or digit.",
+        )
+    return value
+
+
+def check_idempotency(existing_hash: str | None, request: RunRequest) -> None:
+    """409 when a correlation id was already used for a different request."""
+    if existing_hash is not None and existing_hash != request.request_hash:
+        raise RequestError(
+            IDEMPOTENCY_CONFLICT,
+            f"Correlation id '{request.correlation_id}' was already used for a different request.",
+        )
+
+
+def parse_bool(text: str | None) -> bool | None:
+    """``true/1/yes/on`` and ``false/0/no/off`` (any case); anything else is ``None``."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "y", "on"):
+        return True
+    if value in ("false", "0", "no", "n", "off"):
+        return False
+    return None

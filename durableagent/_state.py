@@ -1,0 +1,198 @@
+"""What an agent entity holds: Agent Framework's own session, a bounded window, counters, receipts.
+
+The full transcript is not here (it lives in blob storage, one blob per turn); the entity keeps
+only what the next turn needs, so its state stays small at any history length.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_framework import AgentResponse, AgentSession, Message
+
+from ._errors import DurableAgentError
+
+SCHEMA_VERSION = 1
+# Key of our provider's slot in ``AgentSession.state`` (Agent Framework gives each provider one).
+WINDOW_SOURCE_ID = "durableagent"
+
+
+class StateSchemaError(DurableAgentError):
+    """Stored state has a schema this version cannot read; nothing is wiped."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Receipt:
+    """The recorded outcome of one run, by correlation id: what makes retries idempotent."""
+
+    correlation_id: str
+    request_hash: str
+    status: str  # "success" | "failed"
+    at: str
+    turn: int | None = None
+    text: str | None = None
+    text_truncated: bool = False
+    structured: bool = False
+    usage: dict[str, Any] | None = None
+    message_count: int = 0
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Receipt:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class StateLimits:
+    """Bounds that keep entity state small.
+
+    Attributes:
+        window_messages: Most messages the model sees from earlier turns.
+        window_bytes: Most bytes of serialized window messages.
+        receipts: How many run outcomes are remembered for idempotency.
+        inline_text_bytes: Response text kept inside a receipt; longer text is read from the transcript.
+    """
+
+    window_messages: int = 40
+    window_bytes: int = 24_000
+    receipts: int = 32
+    inline_text_bytes: int = 512
+
+
+@dataclass
+class AgentState:
+    """The serialized session state of one agent session.
+
+    Messages are Agent Framework ``Message`` objects; they are stored with their own ``to_dict()``.
+    """
+
+    session: AgentSession = field(default_factory=AgentSession)
+    turns: int = 0
+    message_count: int = 0
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    receipts: OrderedDict[str, Receipt] = field(default_factory=OrderedDict)
+    last_response_turn: int | None = None
+
+    # The window ----------------------------------------------------------------------------------
+
+    @property
+    def window(self) -> list[dict[str, Any]]:
+        slot = self.session.state.setdefault(WINDOW_SOURCE_ID, {})
+        messages: list[Any] = slot.setdefault("messages", [])
+        # AgentSession.from_dict revives typed dicts into Message objects; keep plain dicts here.
+        messages[:] = [as_message_dict(m) for m in messages]
+        return messages
+
+    def window_messages(self) -> list[Message]:
+        return [Message.from_dict(m) for m in self.window]
+
+    def add_user_message(self, message: Message | str) -> None:
+        """Append a user message to the window (and count it)."""
+        if isinstance(message, str):
+            message = Message(role="user", contents=[message])
+        self.window.append(message.to_dict())
+        self.message_count += 1
+
+    def add_assistant_message(self, response: AgentResponse | Message) -> None:
+        """Append the messages of an agent response (or one assistant message) to the window."""
+        messages = response.messages if isinstance(response, AgentResponse) else [response]
+        for message in messages:
+            self.window.append(message.to_dict())
+            self.message_count += 1
+
+    def trim(self, limits: StateLimits) -> None:
+        """Drop the oldest window messages until within bounds, never starting mid tool exchange."""
+        window = self.window
+        while window and (len(window) > limits.window_messages or _size(window) > limits.window_bytes):
+            window.pop(0)
+            # A window must start at a user turn: drop the rest of a cut exchange too.
+            while window and window[0].get("role") not in ("user", "system"):
+                window.pop(0)
+
+    # Receipts ------------------------------------------------------------------------------------
+
+    def remember(self, receipt: Receipt, limits: StateLimits) -> None:
+        self.receipts[receipt.correlation_id] = receipt
+        self.receipts.move_to_end(receipt.correlation_id)
+        while len(self.receipts) > limits.receipts:
+            self.receipts.popitem(last=False)
+
+    # Serialization -------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The JSON-ready state, with its schema version."""
+        return {
+            "schemaVersion": SCHEMA_VERSION,
+            "session": self.session.to_dict(),
+            "turns": self.turns,
+            "messageCount": self.message_count,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "lastResponseTurn": self.last_response_turn,
+            "receipts": [r.to_dict() for r in self.receipts.values()],
+        }
+
+    def restore_state(self, data: dict[str, Any]) -> None:
+        """Replace this state with a stored one.
+
+        Raises:
+            StateSchemaError: The version is missing or newer than this code (never wiped silently).
+        """
+        version = data.get("schemaVersion")
+        if version != SCHEMA_VERSION:
+            raise StateSchemaError(
+                f"agent state schema version {version!r} is not supported (expected {SCHEMA_VERSION}); "
+                "the stored state is left as it is"
+            )
+        self.session = AgentSession.from_dict(data["session"])
+        self.turns = int(data.get("turns", 0))
+        self.message_count = int(data.get("messageCount", 0))
+        self.created_at = str(data.get("createdAt") or utc_now())
+        self.updated_at = str(data.get("updatedAt") or self.created_at)
+        self.last_response_turn = data.get("lastResponseTurn")
+        self.receipts = OrderedDict()
+        for item in data.get("receipts", []):
+            receipt = Receipt.from_dict(item)
+            self.receipts[receipt.correlation_id] = receipt
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any] | None) -> AgentState:
+        state = cls()
+        if data:
+            state.restore_state(data)
+        return state
+
+    def reset(self) -> None:
+        """Forget the conversation (window, counters, receipts); a new session id is issued."""
+        self.session = AgentSession()
+        self.turns = 0
+        self.message_count = 0
+        self.receipts = OrderedDict()
+        self.last_response_turn = None
+        self.updated_at = utc_now()
+
+    def size_bytes(self) -> int:
+        return len(json.dumps(self.get_state(), separators=(",", ":")))
+
+
+def as_message_dict(message: Any) -> dict[str, Any]:
+    """A window entry as a plain dict, whether stored as a dict or revived as a ``Message``."""
+    if isinstance(message, Message):
+        return message.to_dict()
+    return dict(message)
+
+
+def _size(window: list[dict[str, Any]]) -> int:
+    return len(json.dumps(window, separators=(",", ":")))
