@@ -217,7 +217,13 @@ def test_keys_file(app_dir: Path) -> None:
     assert json.loads(path.read_text()) == {
         "masterKey": first.master,
         "functionKeys": {"default": first.default_function},
+        "systemKeys": {"durabletask_extension": first.durable_system},
     }
+    assert len({first.master, first.default_function, first.durable_system}) == 3
+    assert first.allows_system(first.durable_system) and first.allows_system(first.master)
+    assert not first.allows_system(first.default_function) and not first.allows_system(None)
+    # No temporary file is left behind by the atomic write.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["keys.json"]
 
 
 def test_keys_required_when_enforcing(app_dir: Path) -> None:

@@ -100,7 +100,10 @@ class EntityWorker:
                 # The extension traces every failed operation; a failed signal is otherwise invisible.
                 _log.warning(
                     "Entity %s operation '%s' (request %s) failed: %s",
-                    scheduler_id, request.get("op"), request.get("id"), result.get("result"),
+                    scheduler_id,
+                    request.get("op"),
+                    request.get("id"),
+                    result.get("result"),
                 )
             if request.get("signal") or not request.get("parent"):
                 continue

@@ -206,7 +206,10 @@ class Host:
             lambda: [f.durable_name for f in self._by_kind[ENTITY_TRIGGER].values()],
         )
         api = ManagementApi(service, self._public_webhook_base, self.settings.durable_task.hub_name)
-        routes = [*api.routes(RPC_PREFIX), *api.routes(WEBHOOK_PREFIX)]
+        routes = [
+            *api.routes(RPC_PREFIX, authorize=_from_loopback),
+            *api.routes(WEBHOOK_PREFIX, authorize=self._webhook_authorized if self.options.enforce_keys else None),
+        ]
         app = build_http_app(
             self.loaded.functions,
             self._invoker,
@@ -223,6 +226,10 @@ class Host:
         except OSError as exc:
             raise HostStartError(f"Port {self.options.port} is unavailable: {exc.strerror or exc}") from exc
 
+    def _webhook_authorized(self, request: web.Request) -> bool:
+        presented = request.headers.get("x-functions-key") or request.query.get("code")
+        return self.keys is not None and self.keys.allows_system(presented)
+
     # Durable client binding -------------------------------------------------------------------------
 
     def _public_webhook_base(self, request: web.Request) -> str:
@@ -233,7 +240,7 @@ class Host:
         assert self.settings is not None
         hub = self.settings.durable_task.hub_name
         base = f"{origin or f'http://localhost:{self.options.port}'}{WEBHOOK_PREFIX}"
-        code = f"&code={self.keys.master}" if self.options.enforce_keys and self.keys else ""
+        code = f"&code={self.keys.durable_system}" if self.options.enforce_keys and self.keys else ""
         query = f"taskHub={hub}&connection=Storage{code}"
         instance = f"{base}/instances/INSTANCEID"
         creation = f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
@@ -329,6 +336,12 @@ class Host:
                 lines.append(f"        {fn.name}: {fn.trigger_type}")
             lines.append("")
         return lines
+
+
+def _from_loopback(request: web.Request) -> bool:
+    # The RPC endpoint is the extension's local listener: only this machine may call it.
+    remote = request.remote or ""
+    return remote.startswith("127.") or remote in ("::1", "localhost")
 
 
 def free_port() -> int:

@@ -49,10 +49,19 @@ class HttpInvoker(Protocol):
 
 @dataclass(frozen=True)
 class FunctionKeys:
-    """The host's keys: the master key (admin level) and the default function key."""
+    """The host's keys: the master key (admin level), the default function key, and the
+    ``durabletask_extension`` system key that the Durable webhook URLs carry."""
 
     master: str
     default_function: str
+    durable_system: str = ""
+
+    def allows_system(self, presented: str | None) -> bool:
+        """Whether ``presented`` opens the Durable webhook (its system key or the master key)."""
+        if not presented:
+            return False
+        accepted = [k for k in (self.durable_system, self.master) if k]
+        return any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted)
 
     def allows(self, auth_level: str, presented: str | None) -> bool:
         """Whether a request presenting ``presented`` may call a function at ``auth_level``."""
@@ -78,8 +87,12 @@ def load_or_create_keys(app_dir: str | os.PathLike[str]) -> FunctionKeys:
     """
     path = Path(app_dir) / KEYS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys = FunctionKeys(master=_new_key(), default_function=_new_key())
-    document = {"masterKey": keys.master, "functionKeys": {"default": keys.default_function}}
+    keys = FunctionKeys(master=_new_key(), default_function=_new_key(), durable_system=_new_key())
+    document = {
+        "masterKey": keys.master,
+        "functionKeys": {"default": keys.default_function},
+        "systemKeys": {"durabletask_extension": keys.durable_system},
+    }
     # Written whole to a temporary file, then linked into place: a kill mid-write leaves no
     # half-written keys file, and when two hosts start at once exactly one link succeeds.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -100,8 +113,12 @@ def load_or_create_keys(app_dir: str | os.PathLike[str]) -> FunctionKeys:
 def _read_keys(path: Path) -> FunctionKeys:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+        system = (document.get("systemKeys") or {}).get("durabletask_extension")
         return FunctionKeys(
-            master=str(document["masterKey"]), default_function=str(document["functionKeys"]["default"])
+            master=str(document["masterKey"]),
+            default_function=str(document["functionKeys"]["default"]),
+            # Keys files of older hosts have no system key: the master key stands in for it.
+            durable_system=str(system or document["masterKey"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a keys file ({exc}); delete it to generate new keys") from exc

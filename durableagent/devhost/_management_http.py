@@ -60,9 +60,22 @@ class ManagementApi:
         self._public_base = public_base
         self._task_hub = task_hub
 
-    def routes(self, prefix: str) -> list[web.RouteDef]:
+    def routes(self, prefix: str, authorize: Callable[[web.Request], bool] | None = None) -> list[web.RouteDef]:
+        """The API's routes under ``prefix``; ``authorize`` (if given) gates each with a 401."""
         p = prefix.rstrip("/")
-        wrap = self._errors
+
+        def wrap(handler: Handler) -> Handler:
+            checked = self._errors(handler)
+            if authorize is None:
+                return checked
+
+            async def gated(request: web.Request) -> web.StreamResponse:
+                if not authorize(request):
+                    return web.Response(status=401)
+                return await checked(request)
+
+            return gated
+
         return [
             web.post(p + "/orchestrators/{name}", wrap(self.start)),
             web.post(p + "/orchestrators/{name}/{instance_id}", wrap(self.start)),
@@ -207,10 +220,15 @@ class ManagementApi:
         return _json({"instancesDeleted": deleted})
 
     async def raise_event(self, request: web.Request) -> web.StreamResponse:
+        instance_id = request.match_info["instance_id"]
+        # The extension answers 404/410 for the instance before it looks at the body.
+        record = self._service.get_instance(instance_id)
+        if record.status.is_terminal:
+            raise Gone(instance_id)
         if request.content_type != "application/json":
             raise ManagementError(400, "Only application/json request content is supported")
         input_json = await _body_token_json(request)
-        self._service.raise_event(request.match_info["instance_id"], request.match_info["event"], input_json)
+        self._service.raise_event(instance_id, request.match_info["event"], input_json)
         return web.Response(status=202)
 
     async def terminate(self, request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,256 @@
+"""Unit tests of the agent library's pure parts: session ids, state, requests, names, exports."""
+
+from __future__ import annotations
+
+import json
+
+import azure.durable_functions as df
+import pytest
+from agent_framework import Agent, AgentResponse, BaseChatClient, ChatResponse, Message
+
+import durableagent
+from durableagent import AgentFunctionApp, AgentRegistrationError, AgentSessionId, AgentState, RequestLimits
+from durableagent._app import (
+    DELETE_SESSION_FUNCTION,
+    HEALTH_FUNCTION,
+    RUN_FUNCTION,
+    RUN_RESULT_FUNCTION,
+    SESSION_FUNCTION,
+)
+from durableagent._background import AgentSchedule, default_queue_name
+from durableagent._errors import RequestError
+from durableagent._requests import build_run_request, check_idempotency, parse_bool
+from durableagent._state import SCHEMA_VERSION, Receipt, StateLimits, StateSchemaError
+
+
+class _Echo(BaseChatClient):  # type: ignore[type-arg]
+    async def _inner_get_response(self, *, messages, stream, options, **kwargs):  # type: ignore[no-untyped-def]
+        return ChatResponse(messages=[Message(role="assistant", contents=["ok"])])
+
+
+def _agent(name: str) -> Agent:  # type: ignore[type-arg]
+    return Agent(client=_Echo(), name=name)
+
+
+# Public surface -----------------------------------------------------------------------------------
+
+
+def test_export_list_is_pinned() -> None:
+    # Widening the public API is a decision: change this list on purpose.
+    assert sorted(durableagent.__all__) == [
+        "AgentCallbackContext",
+        "AgentFunctionApp",
+        "AgentRegistrationError",
+        "AgentResponseCallbackProtocol",
+        "AgentSchedule",
+        "AgentSessionId",
+        "AgentState",
+        "DurableAgentError",
+        "RequestLimits",
+        "StateLimits",
+    ]
+
+
+def test_generated_function_names_are_pinned() -> None:
+    # Renaming a generated function orphans existing sessions: these names are a contract.
+    app = AgentFunctionApp()
+    app.add_agent(_agent("Weather_Bot"), schedules=[AgentSchedule("0 0 9 * * *", "morning report", name="daily")])
+    functions = app.get_functions()  # the library refuses a second get_functions() on one app
+    names = {f.get_function_name() for f in functions}
+    assert names == {
+        RUN_FUNCTION,
+        SESSION_FUNCTION,
+        DELETE_SESSION_FUNCTION,
+        RUN_RESULT_FUNCTION,
+        HEALTH_FUNCTION,
+        "agent-weather_bot",
+        "agent-weather_bot-queue",
+        "agent-weather_bot-schedule-daily",
+    }
+    assert (RUN_FUNCTION, SESSION_FUNCTION, RUN_RESULT_FUNCTION) == (
+        "agents-run",
+        "agents-session",
+        "agents-run-result",
+    )
+    bindings = {f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()] for f in functions}
+    entity = bindings["agent-weather_bot"][0]
+    assert entity["type"] == "entityTrigger" and entity["entityName"] == "agent-weather_bot"
+    queue = next(b for b in bindings["agent-weather_bot-queue"] if b["type"] == "queueTrigger")
+    assert queue["queueName"] == "weather-bot-runs"
+
+
+def test_agent_registration_errors() -> None:
+    app = AgentFunctionApp(agents=[_agent("Joker")])
+    with pytest.raises(ValueError, match="already registered"):
+        app.add_agent(_agent("joker"))  # names compare case-insensitively
+    with pytest.raises(ValueError, match="needs a name"):
+        app.add_agent(Agent(client=_Echo()))
+    with pytest.raises(ValueError, match="invalid"):
+        app.add_agent(_agent("has space"))
+    with pytest.raises(AgentRegistrationError, match="queue name"):
+        app.add_agent(_agent("Other"), queue_name="Bad_Queue")
+    with pytest.raises(AgentRegistrationError, match="six fields"):
+        AgentSchedule("*/5 * * * *", "five fields")
+    assert list(app.agents) == ["Joker"]
+
+
+@pytest.mark.parametrize(
+    ("agent", "queue"),
+    [
+        ("Joker", "joker-runs"),
+        ("My_Agent--2", "my-agent-2-runs"),
+        ("__x__", "x-runs"),
+        ("A" * 63, "a" * 63),  # cut to 63 characters, suffix included
+    ],
+)
+def test_default_queue_names(agent: str, queue: str) -> None:
+    assert default_queue_name(agent) == queue
+    assert len(default_queue_name(agent)) <= 63
+
+
+# Session ids --------------------------------------------------------------------------------------
+
+
+def test_session_id_round_trips() -> None:
+    sid = AgentSessionId("Joker", "abc-123")
+    assert str(sid) == "@Joker@abc-123"
+    assert AgentSessionId.parse("@Joker@abc-123") == sid
+    assert AgentSessionId.parse("abc-123", "Joker") == sid
+    entity = sid.to_entity_id()
+    assert isinstance(entity, df.EntityId) and entity.name == "agent-joker" and entity.key == "abc-123"
+    assert AgentSessionId.from_entity_id(entity).key == "abc-123"
+    random = AgentSessionId.with_random_key("Joker")
+    assert random.name == "Joker" and len(random.key) == 32
+
+
+@pytest.mark.parametrize("bad", ["", "a@b", "a/b", "x" * 129, "-leading", "sp ace", "q?x", "tab\t"])
+def test_session_keys_are_validated(bad: str) -> None:
+    with pytest.raises(ValueError):
+        AgentSessionId("Joker", bad)
+
+
+def test_session_id_of_another_agent_is_rejected() -> None:
+    with pytest.raises(ValueError, match="belongs to agent"):
+        AgentSessionId.parse("@Other@k", "Joker")
+    with pytest.raises(ValueError):
+        AgentSessionId.parse("@Joker")
+    with pytest.raises(ValueError):
+        AgentSessionId.from_entity_id(df.EntityId("counter", "k"))
+
+
+# State --------------------------------------------------------------------------------------------
+
+
+def test_state_round_trip_and_messages() -> None:
+    state = AgentState()
+    state.add_user_message("hello")
+    state.add_assistant_message(AgentResponse(messages=[Message(role="assistant", contents=["hi there"])]))
+    data = json.loads(json.dumps(state.get_state()))
+    assert data["schemaVersion"] == SCHEMA_VERSION
+    restored = AgentState()
+    restored.restore_state(data)
+    assert [m.text for m in restored.window_messages()] == ["hello", "hi there"]
+    assert restored.message_count == 2
+    restored.reset()
+    assert restored.window_messages() == [] and restored.message_count == 0
+
+
+def test_state_with_unknown_schema_is_refused_not_wiped() -> None:
+    data = AgentState().get_state()
+    for version in (None, SCHEMA_VERSION + 1, "1"):
+        changed = {**data, "schemaVersion": version}
+        with pytest.raises(StateSchemaError):
+            AgentState().restore_state(changed)
+        assert changed["session"] == data["session"]  # nothing was touched
+
+
+def test_window_is_bounded_and_starts_at_a_user_turn() -> None:
+    state = AgentState()
+    limits = StateLimits(window_messages=5, window_bytes=10_000)
+    for i in range(10):
+        state.add_user_message(f"question {i}")
+        state.add_assistant_message(Message(role="tool", contents=["tool output"]))
+        state.add_assistant_message(Message(role="assistant", contents=[f"answer {i}"]))
+        state.trim(limits)
+    window = state.window
+    assert len(window) <= 5 and window[0]["role"] == "user"
+    assert state.message_count == 30
+
+
+def test_receipts_are_bounded_and_state_stays_small() -> None:
+    state = AgentState()
+    limits = StateLimits()
+    for i in range(1000):
+        state.add_user_message("x" * 300)
+        state.add_assistant_message(Message(role="assistant", contents=["y" * 1200]))
+        state.trim(limits)
+        state.remember(Receipt(f"c{i}", "h", "success", "now", turn=i, text="y" * 400), limits)
+    assert len(state.receipts) == limits.receipts
+    assert "c999" in state.receipts and "c0" not in state.receipts
+    assert state.size_bytes() <= 64 * 1024
+
+
+# Requests -----------------------------------------------------------------------------------------
+
+
+def test_request_aliases_and_defaults() -> None:
+    limits = RequestLimits()
+    for alias in ("sessionId", "sessionKey", "session_id", "thread_id"):
+        request = build_run_request("Joker", {"message": "hi", alias: "k1"}, limits)
+        assert request.session == AgentSessionId("Joker", "k1")
+    request = build_run_request("Joker", {"message": " hi "}, limits)
+    assert request.role == "user" and request.enable_tool_calls and not request.session_was_given
+    with_header = build_run_request("Joker", {"message": "hi"}, limits, correlation_header="abc")
+    assert with_header.correlation_id == "abc"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "message_required"),
+        ({"message": "   "}, "message_required"),
+        ({"message": 5}, "invalid_request"),
+        ({"message": "hi", "role": "system"}, "invalid_role"),
+        ({"message": "hi", "role": "assistant"}, "invalid_role"),
+        ({"message": "hi", "sessionId": "a@b"}, "invalid_session_id"),
+        ({"message": "hi", "sessionId": "a", "thread_id": "b"}, "invalid_session_id"),
+        ({"message": "hi", "sessionId": 7}, "invalid_session_id"),
+        ({"message": "hi", "correlationId": "bad id!"}, "invalid_correlation_id"),
+        ({"message": "hi", "enable_tool_calls": "yes"}, "invalid_request"),
+        ({"message": "hi", "response_schema": {"type": 12}}, "invalid_response_schema"),
+        ({"message": "hi", "response_schema": {"type": "string"}}, "invalid_response_schema"),
+        ({"message": "x" * 40_000}, "message_too_large"),
+        ({"message": "hi", "replyQueue": "Bad_Queue"}, "invalid_request"),
+        ({"message": "hi", "timeoutSeconds": 0}, "invalid_request"),
+    ],
+)
+def test_bad_requests_have_stable_codes(body: dict[str, object], code: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        build_run_request("Joker", body, RequestLimits())
+    assert caught.value.error.code == code
+    assert caught.value.body()["error"]["code"] == code  # type: ignore[index]
+
+
+def test_custom_limits_allow_more_roles_and_size() -> None:
+    limits = RequestLimits(max_message_bytes=10, allowed_roles=frozenset({"user", "system"}))
+    assert build_run_request("Joker", {"message": "hi", "role": "System"}, limits).role == "system"
+    with pytest.raises(RequestError):
+        build_run_request("Joker", {"message": "12345678901"}, limits)
+
+
+def test_idempotency_conflict_is_409() -> None:
+    limits = RequestLimits()
+    first = build_run_request("Joker", {"message": "a", "sessionId": "s", "correlationId": "c"}, limits)
+    same = build_run_request("Joker", {"message": "a", "sessionId": "s", "correlationId": "c"}, limits)
+    other = build_run_request("Joker", {"message": "b", "sessionId": "s", "correlationId": "c"}, limits)
+    check_idempotency(first.request_hash, same)
+    with pytest.raises(RequestError) as caught:
+        check_idempotency(first.request_hash, other)
+    assert caught.value.error.status == 409
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("YES", True), ("1", True), ("off", False), ("0", False), ("maybe", None)]
+)
+def test_parse_bool(text: str, value: bool | None) -> None:
+    assert parse_bool(text) is value
