@@ -1,42 +1,30 @@
-"""The deployable function app.
+"""The deployable function app: agents built from settings, hosted durably.
 
-For now: a durable hello-world (HTTP starter, chained activities, a counter entity). The agents
-built from settings replace it as the agent features land.
+Model: Azure OpenAI when ``AZURE_OPENAI_ENDPOINT`` is set (managed identity in Azure), OpenAI when
+``OPENAI_API_KEY`` is set, else an offline model that says so. Run it locally with ``./dev start``.
 """
 
-import azure.durable_functions as df
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
 import azure.functions as func
+from agent_framework import Agent, tool
 
-app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-
-
-@app.route(route="orchestrators/{functionName}", methods=["POST"])
-@app.durable_client_input(client_name="client")
-async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    body = req.get_body()
-    instance_id = await client.start_new(req.route_params["functionName"], None, body.decode() or None)
-    return client.create_check_status_response(req, instance_id)
+from durableagent import AgentFunctionApp, chat_client_from_settings
 
 
-@app.orchestration_trigger(context_name="context")
-def hello_chain(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
-    results = []
-    for city in ("Tokyo", "Seattle", "London"):
-        results.append((yield context.call_activity("say_hello", city)))
-    return results
+@tool
+def utc_now() -> str:
+    """The current date and time in UTC (ISO 8601)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@app.activity_trigger(input_name="city")
-def say_hello(city: str) -> str:
-    return f"Hello {city}!"
+assistant = Agent(
+    client=chat_client_from_settings(),
+    name="Assistant",
+    instructions="You are a concise, helpful assistant. Use the utc_now tool when asked about the time.",
+    tools=[utc_now],
+)
 
-
-@app.entity_trigger(context_name="context")
-def counter(context: df.DurableEntityContext) -> None:
-    value = context.get_state(lambda: 0)
-    if context.operation_name == "add":
-        value += context.get_input()
-    elif context.operation_name == "reset":
-        value = 0
-    context.set_state(value)
-    context.set_result(value)
+app = AgentFunctionApp(agents=[assistant], http_auth_level=func.AuthLevel.FUNCTION)

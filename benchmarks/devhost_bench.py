@@ -86,9 +86,7 @@ class Host:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"host exited with {self.process.returncode}:\n{self.log_path.read_text()}"
-                )
+                raise RuntimeError(f"host exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if self.request("GET", f"{WEBHOOK}/instances/?top=1")[0] == 200:
                     return

@@ -4,6 +4,7 @@ from ._app import AgentFunctionApp
 from ._background import AgentSchedule
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 from ._errors import AgentRegistrationError, DurableAgentError
+from ._models import chat_client_from_settings
 from ._requests import RequestLimits
 from ._session_id import AgentSessionId
 from ._state import AgentState, StateLimits
@@ -19,4 +20,5 @@ __all__ = [
     "DurableAgentError",
     "RequestLimits",
     "StateLimits",
+    "chat_client_from_settings",
 ]

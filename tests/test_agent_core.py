@@ -48,6 +48,7 @@ def test_export_list_is_pinned() -> None:
         "DurableAgentError",
         "RequestLimits",
         "StateLimits",
+        "chat_client_from_settings",
     ]
 
 
