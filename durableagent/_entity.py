@@ -88,8 +88,9 @@ class AgentEntity:
             result = {"status": "reset"}
         elif operation == DELETE:
             deleted = self.config.transcripts().delete_session(session)
-            context.destruct_on_exit()
+            # The SDK's set_result marks the entity as existing again: destruct after it, not before.
             context.set_result({"status": "deleted", "transcriptTurnsDeleted": deleted})
+            context.destruct_on_exit()
             return
         else:
             context.set_result({"status": "failed", "error": {"code": "unknown_operation", "message": operation}})
@@ -147,6 +148,9 @@ class AgentEntity:
         }
         if request.get("responseSchema") is not None:
             record["value"] = _structured_value(response)
+        if run_session.service_session_id:
+            # Service-side history (Responses API): a turn adopted after a crash must continue from here.
+            record["serviceSessionId"] = run_session.service_session_id
         state.session = run_session
         return self._commit_turn(state, session, request, record, transcript_written=False, response=response)
 
@@ -197,8 +201,10 @@ class AgentEntity:
     ) -> dict[str, Any]:
         limits = self.config.limits
         if transcript_written:
-            # Recovery: the window did not see this turn yet.
+            # Recovery: the window (or the service's conversation id) did not see this turn yet.
             state.window.extend(record.get("messages", []))
+            if record.get("serviceSessionId"):
+                state.session.service_session_id = str(record["serviceSessionId"])
         else:
             self.config.transcripts().write_turn(session, state.turns, record)
         state.turns += 1

@@ -1,342 +1,547 @@
 """A local OpenAI-compatible server for tests: the real ``openai`` client talks HTTP to it.
 
-Serves ``/v1/chat/completions`` (plain and streamed, with tool calls and usage) and
-``/v1/responses`` (plain, with ``previous_response_id`` conversations kept server-side). Replies
-come from a script, else a default rule; every request is recorded. Control endpoints let a test
-in another process program it: ``POST /_script``, ``GET /_requests``, ``DELETE /_requests``.
+Serves ``POST /v1/chat/completions`` and ``POST /v1/responses`` (plain and streamed, tool calls,
+usage, structured output as scripted JSON text; Responses conversations held server-side by
+``previous_response_id``), plus ``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/models``.
+Replies come from a script, else from a responder (default: echo the last user message). Every
+model request is recorded with the context the model saw.
+
+Control endpoints let a test in another process program and inspect it: ``POST /_script`` (a
+JSON list of replies), ``DELETE /_script``, ``GET /_requests``, ``DELETE /_requests``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-import time
-import uuid
+import urllib.request
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from aiohttp import web
 
-from ._replies import Reply, echo
+from . import _openai_wire as wire
+from ._replies import Reply, echo_reply
 
 Responder = Callable[[dict[str, Any]], Reply]
+"""Answers an unscripted model request: gets the request's JSON body, returns a ``Reply``."""
+
+_log = logging.getLogger("durableagent.testing")
+
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "openai-api-key"})
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
+def echo_last_user_message(body: dict[str, Any]) -> Reply:
+    """The default responder: ``"echo: <the request's last user message>"``."""
+    return echo_reply(wire.last_user_text(body))
 
 
-def last_user_text(body: dict[str, Any]) -> str:
-    """The last user text of a chat-completions or responses request."""
-    items = body.get("messages") or body.get("input") or []
-    if isinstance(items, str):
-        return items
-    for item in reversed(items):
-        if isinstance(item, dict) and item.get("role") == "user":
-            return _text_of(item.get("content"))
-    return ""
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One model request the fake server received.
 
+    Attributes:
+        path: The request path (``/v1/chat/completions`` or ``/v1/responses``).
+        body: The parsed JSON body, as the client sent it.
+        headers: The request headers, names in lower case, credentials redacted.
+        context: What the model saw: the chat messages, or for the Responses API the turns held
+            server-side (``previous_response_id``) followed by this request's input.
+        status: The HTTP status the server answered with.
+    """
 
-def requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON schema a request asks the answer to follow, if any (chat or responses shape)."""
-    fmt = body.get("response_format") or (body.get("text") or {}).get("format") or {}
-    if not isinstance(fmt, dict):
-        return None
-    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
-    schema = schema or (fmt.get("schema") if fmt.get("type") == "json_schema" else None)
-    return schema if isinstance(schema, dict) else None
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    context: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
 
+    @property
+    def api(self) -> Literal["chat.completions", "responses"]:
+        """Which OpenAI API the request used."""
+        return "responses" if self.path.endswith("/responses") else "chat.completions"
 
-def example_for_schema(schema: dict[str, Any], text: str) -> Any:
-    """A small value that satisfies a JSON schema (strings carry the user's text)."""
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if "enum" in schema:
-        return schema["enum"][0]
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties") or {}
-        return {name: example_for_schema(sub, text) for name, sub in props.items()}
-    if kind == "array":
-        return [example_for_schema(schema.get("items") or {}, text)]
-    if kind == "integer":
-        return len(text)
-    if kind == "number":
-        return float(len(text))
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return text
+    def transcript(self) -> list[tuple[str, str]]:
+        """``(role, text)`` per message the model saw; tool calls read ``("tool_call", "name(args)")``."""
+        return wire.transcript(self.context)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``GET /_requests`` returns."""
+        return {
+            "path": self.path,
+            "body": self.body,
+            "headers": self.headers,
+            "context": self.context,
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecordedRequest:
+        """Read the JSON form back (in a test talking to a server in another process)."""
+        return cls(
+            path=data["path"],
+            body=data["body"],
+            headers=data["headers"],
+            context=data["context"],
+            status=data["status"],
+        )
 
 
 class FakeOpenAIServer:
-    """Run with ``async with FakeOpenAIServer() as server`` or ``start_in_thread()``/``stop()``.
+    """An OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script.
 
-    Attributes:
-        requests: Every model request received: ``{"path", "body", "headers", "context"}``, where
-            ``context`` is the conversation the model saw (for the Responses API, including the
-            turns it holds server-side).
+    Use ``async with FakeOpenAIServer() as server:`` in async code, or ``server.start_in_thread()``
+    / ``server.stop()`` (or ``with``) from synchronous code. Point a client at ``server.base_url``
+    (or put ``server.env()`` into a subprocess's environment).
+
+    Args:
+        port: The port to listen on; 0 picks a free one.
+        host: The loopback address to listen on.
+        responder: Answers requests when the script is empty; default ``echo_last_user_message``.
+        api_key: When set, requests must carry ``Authorization: Bearer <api_key>`` (else 401).
     """
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        responder: Responder | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
-        self.requests: list[dict[str, Any]] = []
-        self._script: deque[Reply] = deque()
-        self._responder: Responder | None = None
+        self._api_key = api_key
+        self._responder: Responder = responder or echo_last_user_message
+        # Test threads script and read while the server's loop answers: one lock guards both.
         self._lock = threading.Lock()
+        self._script: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
         self._conversations: dict[str, list[dict[str, Any]]] = {}
+        self._stored: dict[str, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # Scripting ---------------------------------------------------------------------------------------
+    # Addresses -------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The server root (control endpoints live here)."""
+        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
-        """The ``OPENAI_BASE_URL`` to give clients."""
-        return f"http://{self.host}:{self.port}/v1"
+        """The ``base_url`` / ``OPENAI_BASE_URL`` to give OpenAI clients."""
+        return f"{self.url}/v1"
+
+    def env(self, model: str = "fake-model") -> dict[str, str]:
+        """The environment that points Agent Framework's OpenAI clients (in any process) here."""
+        return {
+            "OPENAI_BASE_URL": self.base_url,
+            "OPENAI_API_KEY": self._api_key or "test",
+            "OPENAI_MODEL": model,
+        }
+
+    # Script and records ----------------------------------------------------------------------------
 
     def script(self, *replies: Reply) -> None:
-        """Queue replies, consumed in order by the next model requests."""
+        """Queue replies; each model request takes the next one, in order of arrival."""
         with self._lock:
             self._script.extend(replies)
 
-    def set_responder(self, responder: Responder | None) -> None:
-        """Answer unscripted requests with ``responder(request_body)`` instead of the echo rule."""
-        self._responder = responder
-
-    def model_requests(self) -> list[dict[str, Any]]:
+    @property
+    def pending(self) -> int:
+        """How many scripted replies are still queued."""
         with self._lock:
-            return list(self.requests)
+            return len(self._script)
 
-    def clear(self) -> None:
+    def clear_script(self) -> None:
+        """Drop the queued replies."""
         with self._lock:
-            self.requests.clear()
             self._script.clear()
 
-    def _next(self, path: str, body: dict[str, Any], headers: dict[str, str], context: list[Any]) -> Reply:
+    def set_responder(self, responder: Responder | None) -> None:
+        """Answer unscripted requests with ``responder(request_json)``; ``None`` restores the echo rule."""
         with self._lock:
-            self.requests.append({"path": path, "body": body, "headers": headers, "context": context})
-            if self._script:
-                return self._script.popleft()
-        if self._responder is not None:
-            return self._responder(body)
-        schema = requested_schema(body)
-        if schema is not None:
-            return Reply.json(example_for_schema(schema, last_user_text(body)))
-        return echo(last_user_text(body))
+            self._responder = responder or echo_last_user_message
 
-    # Lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every model request so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    def conversation(self, response_id: str) -> list[dict[str, Any]]:
+        """The items the server holds for a stored response (what ``previous_response_id`` continues).
+
+        Raises:
+            KeyError: No stored response has that id.
+        """
+        with self._lock:
+            return list(self._conversations[response_id])
+
+    def _take(self, record: RecordedRequest) -> tuple[Reply, RecordedRequest]:
+        with self._lock:
+            reply = self._script.popleft() if self._script else None
+            responder = self._responder
+        if reply is None:
+            reply = responder(record.body)
+        record = replace(record, status=reply.status or 200)
+        self._record(record)
+        return reply, record
+
+    def _record(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    # Lifecycle -------------------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_post("/v1/responses", self._responses)
+        app.router.add_get("/v1/responses/{response_id}", self._get_response)
+        app.router.add_delete("/v1/responses/{response_id}", self._delete_response)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_post("/_script", self._post_script)
+        app.router.add_delete("/_script", self._delete_script)
         app.router.add_get("/_requests", self._get_requests)
         app.router.add_delete("/_requests", self._delete_requests)
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self._app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        if self.port == 0:
-            # Port 0 asked the OS for a free port: read back which one it gave.
-            for address in self._runner.addresses:
-                self.port = int(address[1])
-                break
+        """Listen (on the event loop running this coroutine)."""
+        if self._runner is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
+        # A short shutdown timeout: stopping must not wait a minute for a scripted delay to end.
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        _log.info("Fake OpenAI server listening on %s", self.base_url)
 
     async def close(self) -> None:
+        """Stop listening and close open connections."""
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     async def __aenter__(self) -> FakeOpenAIServer:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def start_in_thread(self) -> FakeOpenAIServer:
-        """Serve from a background thread (for synchronous tests); returns once listening."""
-        ready = threading.Event()
+        """Serve from a daemon thread with its own event loop; returns once listening."""
+        if self._thread is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
         loop = asyncio.new_event_loop()
-        self._loop = loop
+        started: Future[None] = Future()
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(self.start())
-            ready.set()
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # a bind failure: re-raised in the starting thread
+                started.set_exception(exc)
+                loop.close()
+                return
+            started.set_result(None)
             loop.run_forever()
             loop.run_until_complete(self.close())
             loop.close()
 
-        self._thread = threading.Thread(target=serve, name="fake-openai", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake OpenAI server did not start")
+        thread = threading.Thread(target=serve, name="fake-openai-server", daemon=True)
+        thread.start()
+        try:
+            started.result(timeout=30)
+        except BaseException as exc:
+            raise RuntimeError("the fake OpenAI server did not start") from exc
+        self._loop, self._thread = loop, thread
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        """Stop a server started with ``start_in_thread``; safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
-    # Control endpoints ---------------------------------------------------------------------------------
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start_in_thread()
 
-    async def _post_script(self, request: web.Request) -> web.Response:
-        replies = [Reply.from_dict(item) for item in await request.json()]
-        self.script(*replies)
-        return web.json_response({"queued": len(replies)})
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
-    async def _get_requests(self, request: web.Request) -> web.Response:
-        return web.json_response(self.model_requests())
+    # Shared request handling -----------------------------------------------------------------------
 
-    async def _delete_requests(self, request: web.Request) -> web.Response:
-        self.clear()
-        return web.Response(status=204)
+    async def _admit(self, request: web.Request) -> tuple[Any, RecordedRequest]:
+        """Parse and authorize a model request; refusals are recorded too (tests count attempts)."""
+        headers = {
+            name.lower(): ("<redacted>" if name.lower() in _SECRET_HEADERS else value)
+            for name, value in request.headers.items()
+        }
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        record = RecordedRequest(request.path, body if isinstance(body, dict) else {}, headers)
+        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            self._record(replace(record, status=401))
+            raise _HTTPError(
+                401,
+                {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
+        if body is None:
+            self._record(replace(record, status=400))
+            raise _HTTPError(400, wire.WireError(400, "The request body is not valid JSON.").body)
+        return body, record
 
-    # Chat completions ----------------------------------------------------------------------------------
+    def _refuse(self, record: RecordedRequest, error: wire.WireError) -> web.Response:
+        self._record(replace(record, status=error.status))
+        _log.info("Fake OpenAI server refused a request: %s", error)
+        return web.json_response(error.body, status=error.status)
 
-    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        reply = self._next(request.path, body, dict(request.headers), list(body.get("messages", [])))
+    @staticmethod
+    async def _pause(reply: Reply) -> None:
         if reply.delay_seconds:
             await asyncio.sleep(reply.delay_seconds)
-        if reply.error_status is not None:
-            return _error(reply)
-        model = body.get("model", "fake-model")
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:16]}"
-        tool_calls = [
-            {
-                "id": f"call_{uuid.uuid4().hex[:12]}",
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for c in reply.tool_calls
-        ]
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-        finish = "tool_calls" if tool_calls else "stop"
-        if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-            if tool_calls:
-                message["tool_calls"] = tool_calls
-            return web.json_response(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                    "usage": usage,
-                }
-            )
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+
+    @staticmethod
+    def _error_response(reply: Reply) -> web.Response:
+        return web.json_response(reply.error_json(), status=reply.status or 500, headers=dict(reply.headers))
+
+    @staticmethod
+    async def _stream(request: web.Request, events: Iterable[tuple[str | None, Any]]) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
-
-        async def send(delta: dict[str, Any], finish_reason: str | None = None, with_usage: bool = False) -> None:
-            chunk: dict[str, Any] = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
-            if with_usage:
-                chunk["choices"] = []
-                chunk["usage"] = usage
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-
-        await send({"role": "assistant", "content": ""})
-        words = (reply.text or "").split(" ") if reply.text else []
-        for index, word in enumerate(words):
-            await send({"content": word if index == len(words) - 1 else word + " "})
-        for index, call in enumerate(tool_calls):
-            await send({"tool_calls": [{"index": index, **call}]})
-        await send({}, finish)
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await send({}, with_usage=True)
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        try:
+            for name, data in events:
+                prefix = f"event: {name}\n" if name else ""
+                payload = data if isinstance(data, str) else json.dumps(data)
+                await response.write(f"{prefix}data: {payload}\n\n".encode())
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client stopped reading (a cancelled run): nothing left to tell it.
+            pass
         return response
 
-    # Responses API ------------------------------------------------------------------------------------
+    # Chat completions ------------------------------------------------------------------------------
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body, record = await self._admit(request)
+        except _HTTPError as refused:
+            return refused.response()
+        record = replace(record, context=list(body.get("messages") or []) if isinstance(body, dict) else [])
+        try:
+            messages = wire.check_chat_request(body)
+        except wire.WireError as error:
+            return self._refuse(record, error)
+        reply, record = self._take(record)
+        await self._pause(reply)
+        if reply.status is not None:
+            return self._error_response(reply)
+        tool_calls = wire.chat_tool_calls(reply)
+        usage = wire.chat_usage(messages, reply)
+        model = str(body["model"])
+        if not body.get("stream"):
+            return web.json_response(wire.chat_completion(model, reply, tool_calls, usage))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunks = wire.chat_chunks(model, reply, tool_calls, usage, include_usage=include_usage)
+        return await self._stream(request, [*((None, chunk) for chunk in chunks), (None, "[DONE]")])
+
+    # Responses API ---------------------------------------------------------------------------------
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        try:
+            body, record = await self._admit(request)
+        except _HTTPError as refused:
+            return refused.response()
+        try:
+            context, history = self._responses_context(body)
+        except wire.WireError as error:
+            return self._refuse(record, error)
+        record = replace(record, context=context)
+        reply, record = self._take(record)
+        await self._pause(reply)
+        if reply.status is not None:
+            return self._error_response(reply)
+        response_id = wire.new_id("resp_")
+        output = wire.response_output(reply)
+        response = wire.response_object(body, response_id, output, context)
+        if body.get("store", True) is not False:
+            with self._lock:
+                # Instructions are not part of the held conversation: the service applies them per request.
+                self._conversations[response_id] = [*history, *wire.input_items(body), *output]
+                self._stored[response_id] = response
+        if not body.get("stream"):
+            return web.json_response(response)
+        return await self._stream(
+            request, ((event["type"], event) for event in wire.response_events(response))
+        )
+
+    def _responses_context(self, body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The context the model sees (instructions, held turns, input) and the held turns alone."""
+        if not isinstance(body, dict):
+            raise wire.WireError(400, "The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise wire.WireError(
+                400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+            )
+        if body.get("conversation") is not None:
+            raise wire.WireError(
+                400,
+                "The fake server does not implement Conversations; use previous_response_id.",
+                param="conversation",
+            )
+        items = wire.input_items(body)
+        history: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
-        items = body.get("input") or []
-        if isinstance(items, str):
-            items = [{"role": "user", "content": items}]
-        context = [*self._conversations.get(previous, []), *items] if previous else list(items)
-        reply = self._next(request.path, body, dict(request.headers), context)
-        if reply.delay_seconds:
-            await asyncio.sleep(reply.delay_seconds)
-        if reply.error_status is not None:
-            return _error(reply)
-        response_id = f"resp_{uuid.uuid4().hex[:20]}"
-        output: list[dict[str, Any]] = []
-        if reply.text is not None:
-            output.append(
-                {
-                    "type": "message",
-                    "id": f"msg_{uuid.uuid4().hex[:12]}",
-                    "status": "completed",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
-                }
-            )
-        for call in reply.tool_calls:
-            output.append(
-                {
-                    "type": "function_call",
-                    "id": f"fc_{uuid.uuid4().hex[:12]}",
-                    "call_id": f"call_{uuid.uuid4().hex[:12]}",
-                    "name": call.name,
-                    "arguments": json.dumps(call.arguments),
-                    "status": "completed",
-                }
-            )
-        if body.get("store", True):
-            self._conversations[response_id] = [*context, *output]
+        if previous is not None:
+            with self._lock:
+                held = self._conversations.get(str(previous))
+            if held is None:
+                raise wire.WireError(
+                    400,
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            history = held
+        wire.check_responses_context(history, items)
+        instructions = body.get("instructions")
+        preamble = [{"type": "message", "role": "system", "content": instructions}] if instructions else []
+        return [*preamble, *history, *items], history
+
+    async def _get_response(self, request: web.Request) -> web.Response:
+        with self._lock:
+            stored = self._stored.get(request.match_info["response_id"])
+        if stored is None:
+            return _not_found(request.match_info["response_id"])
+        return web.json_response(stored)
+
+    async def _delete_response(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["response_id"]
+        with self._lock:
+            found = self._stored.pop(response_id, None) is not None
+            self._conversations.pop(response_id, None)
+        if not found:
+            return _not_found(response_id)
+        return web.json_response({"id": response_id, "object": "response", "deleted": True})
+
+    async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "id": response_id,
-                "object": "response",
-                "created_at": int(time.time()),
-                "status": "completed",
-                "model": body.get("model", "fake-model"),
-                "output": output,
-                "parallel_tool_calls": True,
-                "tool_choice": body.get("tool_choice", "auto"),
-                "tools": body.get("tools", []),
-                "previous_response_id": previous,
-                "store": body.get("store", True),
-                "usage": {
-                    "input_tokens": 10,
-                    "output_tokens": 5,
-                    "total_tokens": 15,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                },
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "test"}],
             }
         )
 
+    # Control endpoints -----------------------------------------------------------------------------
 
-def _error(reply: Reply) -> web.Response:
-    status = int(reply.error_status or 500)
-    body = reply.error_body or {"error": {"message": f"scripted error {status}", "type": "server_error", "code": None}}
-    headers = {"Retry-After": "0"} if status == 429 else None
-    return web.json_response(body, status=status, headers=headers)
+    async def _post_script(self, request: web.Request) -> web.Response:
+        try:
+            items = await request.json()
+            if not isinstance(items, list):
+                raise ValueError("the script is a JSON list of replies")
+            replies = [Reply.from_dict(item) for item in items]
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            return web.json_response({"error": {"message": str(exc)}}, status=400)
+        self.script(*replies)
+        return web.json_response({"queued": len(replies), "pending": self.pending})
+
+    async def _delete_script(self, request: web.Request) -> web.Response:
+        self.clear_script()
+        return web.Response(status=204)
+
+    async def _get_requests(self, request: web.Request) -> web.Response:
+        return web.json_response([record.to_dict() for record in self.requests])
+
+    async def _delete_requests(self, request: web.Request) -> web.Response:
+        self.clear_requests()
+        return web.Response(status=204)
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body, status=self.status)
+
+
+def _not_found(response_id: str) -> web.Response:
+    return web.json_response(
+        wire.WireError(404, f"Response with id '{response_id}' not found.", param="response_id").body,
+        status=404,
+    )
+
+
+class RemoteFakeOpenAIServer:
+    """Programs and inspects a ``FakeOpenAIServer`` running in another process, over its control endpoints.
+
+    Args:
+        url: The server's root or base URL (``http://127.0.0.1:<port>`` or ``…/v1``).
+        timeout: Seconds to wait for each control call.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/").removesuffix("/v1")
+        self._timeout = timeout
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies on the server."""
+        self._call("POST", "/_script", [reply.to_dict() for reply in replies])
+
+    def clear_script(self) -> None:
+        """Drop the server's queued replies."""
+        self._call("DELETE", "/_script")
+
+    def requests(self) -> list[RecordedRequest]:
+        """Every model request the server recorded, oldest first."""
+        return [RecordedRequest.from_dict(item) for item in self._call("GET", "/_requests")]
+
+    def clear_requests(self) -> None:
+        """Forget the server's recorded requests."""
+        self._call("DELETE", "/_requests")
+
+    def _call(self, method: str, path: str, payload: Sequence[Any] | None = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
