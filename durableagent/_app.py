@@ -26,6 +26,7 @@ from ._background import (
     handle_schedule,
     purge_idle_sessions,
     queue_reply_sender,
+    validate_ncrontab,
 )
 from ._callbacks import AgentResponseCallbackProtocol
 from ._entity import AgentEntity, EntityConfig
@@ -120,6 +121,8 @@ class AgentFunctionApp(df.DFApp):
         )
         self._register_http(enable_health_check)
         if session_ttl is not None:
+            if not re.match(r"^%[^%\s]+%$", maintenance_schedule):
+                validate_ncrontab(maintenance_schedule)
             self._register_maintenance(session_ttl, maintenance_schedule)
         for agent in agents or []:
             self.add_agent(agent)

@@ -15,6 +15,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+from croniter import croniter
 
 from ._entity import DELETE, RUN_AGENT
 from ._errors import AgentRegistrationError, RequestError
@@ -25,6 +26,39 @@ from ._transcript import TranscriptStore
 _log = logging.getLogger("durableagent.background")
 
 _NON_QUEUE_CHARACTERS = re.compile(r"[^a-z0-9]+")
+_SETTING_REFERENCE = re.compile(r"^%[^%\s]+%$")
+
+
+def validate_ncrontab(schedule: str) -> None:
+    """Raise ``AgentRegistrationError`` unless ``schedule`` is a valid six-field NCRONTAB."""
+    if len(schedule.split()) != 6:
+        raise AgentRegistrationError(
+            f"schedule '{schedule}' must have six fields (second minute hour day month day-of-week)"
+        )
+    if not croniter.is_valid(schedule, second_at_beginning=True):
+        raise AgentRegistrationError(f"schedule '{schedule}' is not a valid NCRONTAB expression")
+
+
+def resolve_schedule(schedule: str) -> str:
+    """The schedule with a whole-string ``%SETTING%`` reference replaced from the environment."""
+    if _SETTING_REFERENCE.match(schedule):
+        return os.environ.get(schedule[1:-1], schedule)
+    return schedule
+
+
+def occurrence_for(schedule: str, now: datetime) -> datetime:
+    """The schedule occurrence a firing at ``now`` is for (the latest one at or before ``now``).
+
+    Derived from the schedule, not the clock reading, so a redelivered or late firing of the same
+    occurrence gets the same correlation id and never runs the model twice.
+    """
+    expression = resolve_schedule(schedule)
+    if not croniter.is_valid(expression, second_at_beginning=True):
+        return now.replace(microsecond=0)
+    moment: datetime = croniter(expression, now + timedelta(seconds=1), second_at_beginning=True).get_prev(datetime)
+    return moment
+
+
 POISON_SUFFIX = "-poison"
 
 
@@ -54,10 +88,9 @@ class AgentSchedule:
     run_on_startup: bool = False
 
     def __post_init__(self) -> None:
-        if len(self.schedule.split()) != 6:
-            raise AgentRegistrationError(
-                f"schedule '{self.schedule}' must have six fields (second minute hour day month day-of-week)"
-            )
+        # A %SETTING% schedule is resolved by the Functions host when it starts; checked then.
+        if not _SETTING_REFERENCE.match(self.schedule):
+            validate_ncrontab(self.schedule)
         if not self.message.strip():
             raise AgentRegistrationError("a schedule needs a non-empty message")
         try:
@@ -73,9 +106,19 @@ def queue_reply_sender(setting: str = "AzureWebJobsStorage") -> Callable[[str, d
         from azure.storage.queue import QueueClient
 
         connection = os.environ.get(setting)
-        if not connection:
-            raise RuntimeError(f"app setting '{setting}' is not set; cannot post to reply queue '{queue}'")
-        client = QueueClient.from_connection_string(connection, queue)
+        if connection:
+            client = QueueClient.from_connection_string(connection, queue)
+        else:
+            # Identity-based storage, as deployed by infra/: the queue service URI and a managed identity.
+            uri = os.environ.get(f"{setting}__queueServiceUri")
+            if not uri:
+                raise RuntimeError(
+                    f"no storage for reply queue '{queue}': set '{setting}' or '{setting}__queueServiceUri'"
+                )
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=os.environ.get(f"{setting}__clientId"))
+            client = QueueClient(uri, queue, credential=credential)
         try:
             with contextlib.suppress(Exception):  # it exists (or the send below reports the real problem)
                 client.create_queue()
@@ -130,10 +173,10 @@ async def handle_queue_message(
 async def handle_schedule(
     agent_name: str, schedule: AgentSchedule, index: int, client: df.DurableOrchestrationClient
 ) -> None:
-    """Start one scheduled run (fire and forget); its correlation id is fixed by the minute it is for."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    """Start one scheduled run (fire and forget); its correlation id is fixed by the occurrence it is for."""
+    occurrence = occurrence_for(schedule.schedule, datetime.now(UTC))
     label = schedule.name or str(index)
-    correlation = f"schedule-{label}-{now:%Y%m%dT%H%M%S}"
+    correlation = f"schedule-{label}-{occurrence:%Y%m%dT%H%M%S}"
     session = AgentSessionId(agent_name, schedule.session_key)
     payload = {"message": schedule.message, "correlationId": correlation}
     request = build_run_request(agent_name, payload, RequestLimits(), session_override=str(session))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import azure.durable_functions as df
+import jsonschema
 from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentRun
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
@@ -43,8 +44,14 @@ class EntityConfig:
     reply: Callable[[str, dict[str, Any]], None] | None = None
 
 
+class StructuredOutputError(Exception):
+    """The model's answer to a run with a response schema is not JSON matching that schema."""
+
+
 def classify_failure(exc: BaseException) -> dict[str, str]:
     """A safe error record: a stable code and a message with no text from inside the model client."""
+    if isinstance(exc, StructuredOutputError):
+        return {"code": "invalid_structured_output", "message": str(exc)}
     status = None
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -116,6 +123,9 @@ class AgentEntity:
         before = AgentSession.from_dict(state.session.to_dict())
         try:
             response, run_session = self._call_agent(state, session, request)
+            value = None
+            if request.get("responseSchema") is not None:
+                value = _checked_structured_value(response, request["responseSchema"])
         except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
             state.session = before
             error = classify_failure(exc)
@@ -147,7 +157,7 @@ class AgentEntity:
             "usage": _usage(response),
         }
         if request.get("responseSchema") is not None:
-            record["value"] = _structured_value(response)
+            record["value"] = value
         if run_session.service_session_id:
             # Service-side history (Responses API): a turn adopted after a crash must continue from here.
             record["serviceSessionId"] = run_session.service_session_id
@@ -283,6 +293,17 @@ def _structured_value(response: AgentResponse) -> Any:
             return None
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
+    return value
+
+
+def _checked_structured_value(response: AgentResponse, schema: dict[str, Any]) -> Any:
+    value = _structured_value(response)
+    if value is None:
+        raise StructuredOutputError("The model's answer is not JSON, but a response schema was requested.")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise StructuredOutputError(f"The model's answer does not match the response schema at {where}.")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
 import pytest
@@ -17,7 +18,8 @@ from durableagent._app import (
     RUN_RESULT_FUNCTION,
     SESSION_FUNCTION,
 )
-from durableagent._background import AgentSchedule, default_queue_name
+from durableagent._background import AgentSchedule, default_queue_name, occurrence_for
+from durableagent._entity import StructuredOutputError, _checked_structured_value, classify_failure
 from durableagent._errors import RequestError
 from durableagent._requests import build_run_request, check_idempotency, parse_bool
 from durableagent._state import SCHEMA_VERSION, Receipt, StateLimits, StateSchemaError
@@ -255,3 +257,63 @@ def test_idempotency_conflict_is_409() -> None:
 )
 def test_parse_bool(text: str, value: bool | None) -> None:
     assert parse_bool(text) is value
+
+
+# Schedules ----------------------------------------------------------------------------------------
+
+
+def test_schedules_are_real_ncrontab_or_a_setting_reference() -> None:
+    AgentSchedule("%DIGEST_SCHEDULE%", "digest")  # resolved by the host at start
+    AgentSchedule("*/10 * * * * *", "every ten seconds")
+    for bad in ("a b c d e f", "61 * * * * *", "* * * * *", "%BAD SETTING%"):
+        with pytest.raises(AgentRegistrationError):
+            AgentSchedule(bad, "x")
+    with pytest.raises(AgentRegistrationError):
+        AgentFunctionApp(session_ttl=timedelta(hours=1), maintenance_schedule="every hour")
+
+
+def test_a_firing_maps_to_its_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A late or redelivered firing of the same occurrence gets the same correlation id.
+    at = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
+    assert occurrence_for("0 0 9 * * *", at + timedelta(seconds=40)) == at
+    assert occurrence_for("0 0 9 * * *", at) == at
+    assert occurrence_for("*/10 * * * * *", at + timedelta(seconds=17)) == at + timedelta(seconds=10)
+    monkeypatch.setenv("DIGEST_SCHEDULE", "0 */5 * * * *")
+    assert occurrence_for("%DIGEST_SCHEDULE%", at + timedelta(minutes=7)) == at + timedelta(minutes=5)
+
+
+# Structured output --------------------------------------------------------------------------------
+
+_TICKET = {
+    "type": "object",
+    "properties": {"priority": {"type": "integer", "minimum": 1}},
+    "required": ["priority"],
+}
+
+
+@pytest.mark.parametrize("text", ["not json", '{"priority": "high"}', '{"other": 1}', '{"priority": 0}'])
+def test_structured_output_that_breaks_the_schema_is_a_failure(text: str) -> None:
+    response = AgentResponse(messages=[Message(role="assistant", contents=[text])])
+    with pytest.raises(StructuredOutputError) as caught:
+        _checked_structured_value(response, _TICKET)
+    assert classify_failure(caught.value)["code"] == "invalid_structured_output"
+
+
+def test_structured_output_that_fits_is_the_parsed_value() -> None:
+    response = AgentResponse(messages=[Message(role="assistant", contents=['{"priority": 2}'])])
+    assert _checked_structured_value(response, _TICKET) == {"priority": 2}
+
+
+def test_failures_never_carry_client_text() -> None:
+    class ClientError(Exception):
+        status_code = 500
+
+    try:
+        try:
+            raise ClientError("secret internal detail from the SDK")
+        except ClientError as inner:
+            raise RuntimeError("wrapped: secret internal detail") from inner
+    except RuntimeError as outer:
+        error = classify_failure(outer)
+    assert error["code"] == "agent_run_failed" and "secret" not in error["message"]
+    assert "500" in error["message"]

@@ -104,9 +104,7 @@ def _last_user_text(messages: Sequence[Message]) -> str:
 def _usage(messages: Sequence[Message], answer: Sequence[Content]) -> UsageDetails:
     prompt = estimate_tokens([m.text for m in messages])
     completion = estimate_tokens([c.text or c.name or "" for c in answer])
-    return UsageDetails(
-        input_token_count=prompt, output_token_count=completion, total_token_count=prompt + completion
-    )
+    return UsageDetails(input_token_count=prompt, output_token_count=completion, total_token_count=prompt + completion)
 
 
 class _InProcessChatClient(
@@ -338,9 +336,7 @@ def _schema_of(response_format: Any) -> Mapping[str, Any]:
     return {}
 
 
-def _sample(
-    schema: Mapping[str, Any], text: str, root: Mapping[str, Any] | None = None, depth: int = 0
-) -> Any:
+def _sample(schema: Mapping[str, Any], text: str, root: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
     """A small value valid for ``schema`` (required properties only), strings set to ``text``."""
     root = schema if root is None else root
     if depth > 16:  # a recursive schema: stop rather than expand forever

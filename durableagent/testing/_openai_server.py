@@ -339,9 +339,7 @@ class FakeOpenAIServer:
 
     @staticmethod
     async def _stream(request: web.Request, events: Iterable[tuple[str | None, Any]]) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
             for name, data in events:
@@ -405,9 +403,7 @@ class FakeOpenAIServer:
                 self._stored[response_id] = response
         if not body.get("stream"):
             return web.json_response(response)
-        return await self._stream(
-            request, ((event["type"], event) for event in wire.response_events(response))
-        )
+        return await self._stream(request, ((event["type"], event) for event in wire.response_events(response)))
 
     def _responses_context(self, body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The context the model sees (instructions, held turns, input) and the held turns alone."""

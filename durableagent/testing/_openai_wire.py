@@ -23,9 +23,7 @@ _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "fu
 class WireError(Exception):
     """A request the real service would refuse: answered with OpenAI's error shape."""
 
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body: JSON = {
@@ -103,9 +101,7 @@ def last_user_text(body: Mapping[str, Any]) -> str:
 def _require(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = body.get(name)
     if value is None:
-        raise WireError(
-            400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-        )
+        raise WireError(400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
     if not isinstance(value, kind):
         raise WireError(400, f"Invalid type for '{name}'.", param=name, code="invalid_type")
     return value
@@ -131,9 +127,7 @@ def check_chat_request(body: Any) -> list[JSON]:
     for index, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in _CHAT_ROLES:
-            raise WireError(
-                400, f"Invalid value for 'messages[{index}].role': {role!r}.", param=f"messages[{index}]"
-            )
+            raise WireError(400, f"Invalid value for 'messages[{index}].role': {role!r}.", param=f"messages[{index}]")
         if role == "tool":
             call_id = message.get("tool_call_id")
             if call_id not in pending:
@@ -273,9 +267,7 @@ def input_items(body: Mapping[str, Any]) -> list[JSON]:
     if isinstance(raw, str):
         return [{"type": "message", "role": "user", "content": raw}]
     if not isinstance(raw, list) or not raw:
-        raise WireError(
-            400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
-        )
+        raise WireError(400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
     items: list[JSON] = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -296,8 +288,7 @@ def check_responses_context(history: Sequence[JSON], new_items: Sequence[JSON]) 
         if item.get("id") in held_ids:
             raise WireError(
                 400,
-                f"Duplicate item found with id {item['id']}. "
-                "Remove duplicate items from your input and try again.",
+                f"Duplicate item found with id {item['id']}. Remove duplicate items from your input and try again.",
                 param="input",
             )
     open_calls: list[str] = []
@@ -325,9 +316,7 @@ def response_output(reply: Reply) -> list[JSON]:
                 "id": new_id("msg_"),
                 "status": "completed",
                 "role": "assistant",
-                "content": [
-                    {"type": "output_text", "text": reply.content, "annotations": [], "logprobs": []}
-                ],
+                "content": [{"type": "output_text", "text": reply.content, "annotations": [], "logprobs": []}],
             }
         )
     for call in reply.calls:
@@ -344,9 +333,7 @@ def response_output(reply: Reply) -> list[JSON]:
     return output
 
 
-def response_object(
-    body: Mapping[str, Any], response_id: str, output: list[JSON], context: Sequence[Any]
-) -> JSON:
+def response_object(body: Mapping[str, Any], response_id: str, output: list[JSON], context: Sequence[Any]) -> JSON:
     """A completed ``Response`` for a request body."""
     input_tokens = estimate_tokens(list(context))
     output_tokens = estimate_tokens(output)

@@ -21,9 +21,7 @@ _ERROR_TYPES = {
     429: "rate_limit_exceeded",
 }
 
-_WIRE_KEYS = frozenset(
-    {"text", "json", "tool_calls", "error", "body", "headers", "retry_after", "delay_seconds"}
-)
+_WIRE_KEYS = frozenset({"text", "json", "tool_calls", "error", "body", "headers", "retry_after", "delay_seconds"})
 
 
 @dataclass(frozen=True)
@@ -90,9 +88,7 @@ class Reply:
         delay_seconds: float = 0.0,
     ) -> Reply:
         """The model asks for one tool call (optionally with some text alongside)."""
-        return cls.tool_calls(
-            ToolCall(name, dict(arguments or {}), call_id), text=text, delay_seconds=delay_seconds
-        )
+        return cls.tool_calls(ToolCall(name, dict(arguments or {}), call_id), text=text, delay_seconds=delay_seconds)
 
     @classmethod
     def tool_calls(cls, *calls: ToolCall, text: str | None = None, delay_seconds: float = 0.0) -> Reply:

@@ -21,9 +21,7 @@ from ._replies import Reply
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m durableagent.testing.openai_server", description=__doc__)
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--script-file", type=Path, help="JSON list of replies to queue at start")
     parser.add_argument("--api-key", help="require this bearer key (default: accept any)")
