@@ -114,9 +114,7 @@ def test_scripted_tool_call_runs_once_through_the_function_loop() -> None:
 def test_scripted_parallel_tool_calls() -> None:
     get_weather, seen = tool_spy()
     client = ScriptedChatClient(
-        Reply.tool_calls(
-            ToolCall("get_weather", {"city": "Oslo"}), ToolCall("get_weather", {"city": "Rome"})
-        ),
+        Reply.tool_calls(ToolCall("get_weather", {"city": "Oslo"}), ToolCall("get_weather", {"city": "Rome"})),
         Reply.text("Both sunny."),
     )
     assert run(Agent(client=client, tools=[get_weather]).run("Oslo and Rome?")).text == "Both sunny."
@@ -152,9 +150,7 @@ def test_scripted_streaming_text_and_tools() -> None:
 
 
 def test_scripted_structured_output_plain_and_streamed() -> None:
-    client = ScriptedChatClient(
-        Reply.json({"city": "Oslo", "celsius": 3}), Reply.json({"city": "Rome", "celsius": 20})
-    )
+    client = ScriptedChatClient(Reply.json({"city": "Oslo", "celsius": 3}), Reply.json({"city": "Rome", "celsius": 20}))
     agent = Agent(client=client)
 
     async def body() -> tuple[Any, Any]:

@@ -175,9 +175,7 @@ def test_parallel_tool_calls_each_get_a_result() -> None:
 
     async def body(server: FakeOpenAIServer) -> None:
         server.script(
-            Reply.tool_calls(
-                ToolCall("get_weather", {"city": "Oslo"}), ToolCall("get_weather", {"city": "Rome"})
-            ),
+            Reply.tool_calls(ToolCall("get_weather", {"city": "Oslo"}), ToolCall("get_weather", {"city": "Rome"})),
             Reply.text("Both sunny."),
         )
         async with agent_on(server, tools=[get_weather]) as agent:
@@ -224,9 +222,7 @@ def test_streamed_tool_call_is_reassembled_and_run_once() -> None:
 
 def test_structured_output_with_a_pydantic_model() -> None:
     async def body(server: FakeOpenAIServer) -> None:
-        server.script(
-            Reply.json({"city": "Oslo", "celsius": 3}), Reply.json({"city": "Bergen", "celsius": 9})
-        )
+        server.script(Reply.json({"city": "Oslo", "celsius": 3}), Reply.json({"city": "Bergen", "celsius": 9}))
         async with agent_on(server) as agent:
             response = await agent.run("Oslo?", options={"response_format": Weather})
             stream = agent.run("Bergen?", stream=True, options={"response_format": Weather})
@@ -337,9 +333,7 @@ def test_history_with_an_unanswered_tool_call_is_refused_like_the_service_does()
             {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-                ],
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
             },
             {"role": "user", "content": "and?"},
         ]
@@ -356,13 +350,9 @@ def test_api_key_is_checked_when_the_server_demands_one() -> None:
     async def body(server: FakeOpenAIServer) -> None:
         async with openai.AsyncOpenAI(base_url=server.base_url, api_key="wrong", max_retries=0) as sdk:
             with pytest.raises(openai.AuthenticationError):
-                await sdk.chat.completions.create(
-                    model="fake-model", messages=[{"role": "user", "content": "x"}]
-                )
+                await sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
         async with openai.AsyncOpenAI(base_url=server.base_url, api_key="sesame", max_retries=0) as sdk:
-            answer = await sdk.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "x"}]
-            )
+            answer = await sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
         assert answer.choices[0].message.content == "echo: x"
         assert [r.status for r in server.requests] == [401, 200]
 
@@ -508,9 +498,7 @@ def test_sync_code_runs_the_server_in_a_thread() -> None:
     try:
         server.script(Reply.text("from a thread"))
         with openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0) as sdk:
-            answer = sdk.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "x"}]
-            )
+            answer = sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
         assert answer.choices[0].message.content == "from a thread"
         assert len(server.requests) == 1
     finally:
@@ -552,9 +540,7 @@ def test_control_endpoints_program_and_inspect_the_server() -> None:
         remote.clear_script()
         remote.script(Reply.json({"ok": True}))
         with openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0) as sdk:
-            answer = sdk.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "hi"}]
-            )
+            answer = sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.content == '{"ok": true}'
         [seen] = remote.requests()
         assert seen == server.requests[0]
@@ -590,9 +576,7 @@ def test_cli_serves_standalone_with_a_script_file(tmp_path: Path) -> None:
         base_url = process.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         with openai.OpenAI(base_url=base_url, api_key="test", max_retries=0) as sdk:
-            answer = sdk.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "q"}]
-            )
+            answer = sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "q"}])
             assert answer.choices[0].message.content == "from the file"
             with pytest.raises(openai.InternalServerError):
                 sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "q"}])
@@ -639,9 +623,7 @@ def test_malformed_wire_replies_are_refused(wire: dict[str, Any]) -> None:
 
 
 def test_recorded_requests_round_trip() -> None:
-    record = RecordedRequest(
-        "/v1/responses", {"input": "x"}, {"a": "b"}, [{"role": "user", "content": "x"}], 200
-    )
+    record = RecordedRequest("/v1/responses", {"input": "x"}, {"a": "b"}, [{"role": "user", "content": "x"}], 200)
     assert RecordedRequest.from_dict(json.loads(json.dumps(record.to_dict()))) == record
     assert record.api == "responses" and record.transcript() == [("user", "x")]
 
