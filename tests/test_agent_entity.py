@@ -1,0 +1,191 @@
+"""The agent entity's operations, driven directly (fake entity context and in-memory transcript)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from agent_framework import Agent, AgentResponse, AgentResponseUpdate
+
+from durableagent import AgentCallbackContext, AgentSessionId, AgentState
+from durableagent._entity import AgentEntity, EntityConfig
+from durableagent._state import SCHEMA_VERSION
+from durableagent.testing import Reply, ScriptedChatClient
+
+
+class FakeContext:
+    """The slice of ``DurableEntityContext`` the entity uses."""
+
+    def __init__(self, operation: str, key: str, state: Any = None, input_: Any = None) -> None:
+        self.operation_name = operation
+        self.entity_key = key
+        self.state = state
+        self._input = input_
+        self.result: Any = None
+        self.destructed = False
+
+    def get_state(self, initializer: Any = None) -> Any:
+        return self.state if self.state is not None else (initializer() if initializer else None)
+
+    def set_state(self, state: Any) -> None:
+        self.state = state
+
+    def get_input(self) -> Any:
+        return self._input
+
+    def set_result(self, result: Any) -> None:
+        self.result = result
+
+    def destruct_on_exit(self) -> None:
+        self.destructed = True
+
+
+class MemoryTranscripts:
+    def __init__(self) -> None:
+        self.turns: dict[tuple[str, int], dict[str, Any]] = {}
+        self.writes = 0
+
+    def write_turn(self, session: AgentSessionId, turn: int, record: dict[str, Any]) -> None:
+        self.writes += 1
+        self.turns[(str(session), turn)] = record
+
+    def read_turn(self, session: AgentSessionId, turn: int) -> dict[str, Any] | None:
+        return self.turns.get((str(session), turn))
+
+    def delete_session(self, session: AgentSessionId) -> int:
+        gone = [k for k in self.turns if k[0] == str(session)]
+        for k in gone:
+            del self.turns[k]
+        return len(gone)
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.updates: list[str] = []
+        self.responses: list[tuple[str, AgentCallbackContext]] = []
+        self.fail = fail
+
+    async def on_streaming_response_update(self, update: AgentResponseUpdate, context: AgentCallbackContext) -> None:
+        self.updates.append(update.text)
+        if self.fail:
+            raise RuntimeError("callback broke")
+
+    async def on_agent_response(self, response: AgentResponse, context: AgentCallbackContext) -> None:
+        self.responses.append((response.text, context))
+        if self.fail:
+            raise RuntimeError("callback broke")
+
+
+def make(*replies: Reply, callback: Any = None) -> tuple[AgentEntity, ScriptedChatClient, MemoryTranscripts]:
+    client = ScriptedChatClient(*replies)
+    agent = Agent(client=client, name="Joker")
+    from durableagent import _window
+
+    _window.install(agent)
+    transcripts = MemoryTranscripts()
+    entity = AgentEntity(EntityConfig(name="Joker", agent=agent, transcripts=lambda: transcripts, callback=callback))
+    return entity, client, transcripts
+
+
+def run(entity: AgentEntity, state: Any, message: str, cid: str, **extra: Any) -> FakeContext:
+    context = FakeContext(
+        "run_agent", "s1", state, {"message": message, "correlationId": cid, "requestHash": "h", **extra}
+    )
+    entity(context)
+    return context
+
+
+def test_turns_accumulate_and_the_model_sees_the_window() -> None:
+    entity, client, transcripts = make()
+    first = run(entity, None, "hello", "c1")
+    assert first.result["status"] == "success" and first.result["text"] == "echo: hello"
+    second = run(entity, first.state, "again", "c2")
+    assert second.result["turn"] == 1 and second.result["message_count"] == 4
+    seen = [m.text for m in client.calls[-1].messages]
+    assert seen == ["hello", "echo: hello", "again"]
+    assert transcripts.writes == 2 and transcripts.read_turn(AgentSessionId("Joker", "s1"), 1)["correlationId"] == "c2"
+
+
+def test_duplicate_correlation_id_answers_from_the_receipt() -> None:
+    entity, client, transcripts = make()
+    first = run(entity, None, "hello", "c1")
+    again = run(entity, first.state, "hello", "c1")
+    assert again.result["duplicate"] is True and again.result["turn"] == 0
+    assert len(client.calls) == 1 and transcripts.writes == 1
+
+
+def test_a_crash_after_the_transcript_write_adopts_the_turn_without_a_model_call() -> None:
+    entity, client, _ = make()
+    committed = run(entity, None, "hello", "c1").state
+    crashed = run(entity, committed, "second", "c2")  # its state commit is "lost": replay from `committed`
+    calls = len(client.calls)
+    retried = run(entity, committed, "second", "c2")
+    assert len(client.calls) == calls  # no second model call
+    assert retried.result["status"] == "success" and retried.result["turn"] == crashed.result["turn"] == 1
+    restored = AgentState.from_state(retried.state)
+    assert restored.turns == 2 and [m["role"] for m in restored.window] == ["user", "assistant", "user", "assistant"]
+
+
+def test_a_failed_run_is_recorded_and_never_shown_to_the_model_again() -> None:
+    entity, client, _ = make(Reply.text("fine"), Reply.error(500))
+    ok = run(entity, None, "first", "c1")
+    failed = run(entity, ok.state, "doomed", "c2")
+    assert failed.result["status"] == "failed" and failed.result["error"]["code"] == "agent_run_failed"
+    retry = run(entity, failed.state, "doomed", "c2")
+    assert retry.result["duplicate"] is True and retry.result["status"] == "failed"
+    run(entity, failed.state, "next", "c3")
+    assert [m.text for m in client.calls[-1].messages] == ["first", "fine", "next"]
+    assert AgentState.from_state(failed.state).turns == 1
+
+
+def test_callbacks_stream_and_report_and_their_failures_are_ignored() -> None:
+    recorder = Recorder()
+    entity, _, _ = make(Reply.text("one two three"), callback=recorder)
+    result = run(entity, None, "hi", "c1").result
+    assert result["status"] == "success"
+    assert "".join(recorder.updates).strip() == "one two three"
+    text, context = recorder.responses[0]
+    assert text == "one two three"
+    assert (context.agent_name, context.correlation_id, context.session_id, context.request_message) == (
+        "Joker",
+        "c1",
+        "@Joker@s1",
+        "hi",
+    )
+    broken = Recorder(fail=True)
+    entity, client, _ = make(callback=broken)
+    result = run(entity, None, "hi", "c1").result
+    assert result["status"] == "success" and len(client.calls) == 1  # not failed, not repeated
+    assert broken.responses and broken.updates
+
+
+def test_tools_can_be_switched_off_per_run() -> None:
+    entity, client, _ = make()
+    run(entity, None, "hi", "c1", enableToolCalls=False)
+    assert client.calls[-1].options.get("tool_choice") == "none"
+
+
+def test_state_operations() -> None:
+    entity, _, transcripts = make()
+    state = run(entity, None, "hi", "c1").state
+    summary = FakeContext("get_state", "s1", state)
+    entity(summary)
+    assert summary.result["turns"] == 1 and summary.result["sessionId"] == "@Joker@s1"
+    reset = FakeContext("reset", "s1", state)
+    entity(reset)
+    assert AgentState.from_state(reset.state).turns == 0
+    delete = FakeContext("delete", "s1", state)
+    entity(delete)
+    assert delete.destructed and delete.result["transcriptTurnsDeleted"] == 1 and not transcripts.turns
+    unknown = FakeContext("explode", "s1", state)
+    entity(unknown)
+    assert unknown.result["error"]["code"] == "unknown_operation" and unknown.state == state
+
+
+@pytest.mark.parametrize("version", [None, SCHEMA_VERSION + 1])
+def test_unknown_state_schema_is_reported_and_left_alone(version: Any) -> None:
+    entity, client, _ = make()
+    stored = {**AgentState().get_state(), "schemaVersion": version}
+    context = run(entity, stored, "hi", "c1")
+    assert context.result["error"]["code"] == "state_schema"
+    assert context.state is stored and not client.calls
