@@ -245,7 +245,9 @@ class AgentFunctionApp(df.DFApp):
         async def agent_queue(
             msg: func.QueueMessage, client: df.DurableOrchestrationClient, poison: func.Out[str]
         ) -> None:
-            await handle_queue_message(name, msg, client, limits, poison, api.wait_for_receipt, wait_timeout)
+            await handle_queue_message(
+                name, msg, client, limits, poison, api.wait_for_receipt, wait_timeout, api.find_receipt
+            )
 
         with_client = self.durable_client_input(client_name="client")(agent_queue)
         with_poison = self.queue_output(

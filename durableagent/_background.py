@@ -137,6 +137,7 @@ async def handle_queue_message(
     poison: func.Out[str],
     wait: Callable[..., Any],
     wait_timeout: float,
+    find_receipt: Callable[..., Any],
 ) -> None:
     """Validate a queue message and run it once; invalid messages go to the poison queue with a reason."""
     raw = message.get_body()
@@ -163,6 +164,25 @@ async def handle_queue_message(
             )
         )
         return
+    existing = await find_receipt(client, request.session, request.correlation_id)
+    if existing is not None and existing.request_hash and existing.request_hash != request.request_hash:
+        _log.error(
+            "Queue message %s reuses correlation id %s for a different request", message.id, request.correlation_id
+        )
+        poison.set(
+            json.dumps(
+                {
+                    "error": {
+                        "code": "idempotency_key_reused",
+                        "message": "correlation id already used for another request",
+                    },
+                    "message": raw.decode("utf-8", errors="replace"),
+                }
+            )
+        )
+        return
+    if existing is not None:
+        return  # already done: a redelivery
     await client.signal_entity(request.session.to_entity_id(), RUN_AGENT, request.to_operation_input())
     receipt = await wait(client, request.session, request.correlation_id, wait_timeout)
     if receipt is None:

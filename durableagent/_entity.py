@@ -113,6 +113,13 @@ class AgentEntity:
             return {"status": "failed", "error": {"code": "invalid_request", "message": "missing fields"}}
         known = state.receipts.get(correlation_id)
         if known is not None:
+            if known.request_hash and request.get("requestHash") and known.request_hash != request["requestHash"]:
+                # The id was used for another request: report it, run nothing, change nothing.
+                return {
+                    "status": "conflict",
+                    "correlation_id": correlation_id,
+                    "error": {"code": "idempotency_key_reused", "message": "correlation id reused for another request"},
+                }
             # A redelivered or retried request: answer from the record, never call the model again.
             return {**known.to_dict(), "duplicate": True}
         transcripts = self.config.transcripts()

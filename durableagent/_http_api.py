@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -142,6 +142,12 @@ class AgentHttpApi:
         check_idempotency(receipt.request_hash or None, request)
         return await self._outcome(request, receipt)
 
+    async def find_receipt(
+        self, client: df.DurableOrchestrationClient, session: AgentSessionId, correlation_id: str
+    ) -> Receipt | None:
+        """The recorded outcome of a run, if the session has one."""
+        return _receipt(await _read_state(client, session.to_entity_id()), correlation_id)
+
     async def wait_for_receipt(
         self,
         client: df.DurableOrchestrationClient,
@@ -223,6 +229,9 @@ class AgentHttpApi:
             raise RequestError(RUN_NOT_FOUND, f"No run '{correlation_id}' is known for this session.")
         except RequestError as exc:
             return error_response(exc)
+        except Exception:
+            _log.exception("Agent API request failed")
+            return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # GET agents/{name}/{sessionId} ----------------------------------------------------------------
 
@@ -260,6 +269,9 @@ class AgentHttpApi:
             return json_response(body)
         except RequestError as exc:
             return error_response(exc)
+        except Exception:
+            _log.exception("Agent API request failed")
+            return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # DELETE agents/{name}/{sessionId} --------------------------------------------------------------
 
@@ -281,6 +293,9 @@ class AgentHttpApi:
             return json_response({"status": "deleting", "sessionId": str(session)}, status=202)
         except RequestError as exc:
             return error_response(exc)
+        except Exception:
+            _log.exception("Agent API request failed")
+            return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # GET health ----------------------------------------------------------------------------------
 
@@ -327,7 +342,8 @@ async def _read_state(client: df.DurableOrchestrationClient, entity_id: df.Entit
         return None
     state = result.entity_state
     if isinstance(state, str):
-        state = json.loads(state)
+        # An entity that exists with no state (e.g. mid-delete) is no session.
+        state = json.loads(state) if state.strip() else None
     return state if isinstance(state, dict) else None
 
 
@@ -345,9 +361,12 @@ def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str
     path = parts.path
     marker = "/agents/"
     prefix = path[: path.lower().find(marker)] if marker in path.lower() else ""
+    # A key given as ?code= goes on, so the URL works where keys are required (a header key does not:
+    # it would end up in URLs and logs the caller did not choose).
+    code = f"&code={quote(req.params['code'], safe='')}" if req.params.get("code") else ""
     return (
         f"{parts.scheme}://{parts.netloc}{prefix}/agents/{session.name}/{session.key}/runs/{correlation_id}"
-        f"?accepted={int(time.time())}"
+        f"?accepted={int(time.time())}{code}"
     )
 
 

@@ -189,3 +189,15 @@ def test_unknown_state_schema_is_reported_and_left_alone(version: Any) -> None:
     context = run(entity, stored, "hi", "c1")
     assert context.result["error"]["code"] == "state_schema"
     assert context.state is stored and not client.calls
+
+
+def test_a_reused_correlation_id_for_another_request_runs_nothing() -> None:
+    entity, client, transcripts = make()
+    first = run(entity, None, "hello", "c1")
+    context = FakeContext(
+        "run_agent", "s1", first.state, {"message": "other", "correlationId": "c1", "requestHash": "different"}
+    )
+    entity(context)
+    assert context.result["status"] == "conflict" and context.result["error"]["code"] == "idempotency_key_reused"
+    assert len(client.calls) == 1 and transcripts.writes == 1
+    assert AgentState.from_state(context.state).turns == 1
