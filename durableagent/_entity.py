@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import azure.durable_functions as df
-import jsonschema
 from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentRun
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
@@ -304,6 +303,8 @@ def _structured_value(response: AgentResponse) -> Any:
 
 
 def _checked_structured_value(response: AgentResponse, schema: dict[str, Any]) -> Any:
+    import jsonschema  # only runs with a schema pay for importing it
+
     value = _structured_value(response)
     if value is None:
         raise StructuredOutputError("The model's answer is not JSON, but a response schema was requested.")

@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from ._errors import (
@@ -156,6 +155,8 @@ def build_run_request(
     correlation = _correlation_id(parsed.correlation_id, correlation_header)
 
     if parsed.response_schema is not None:
+        import jsonschema  # only runs with a schema pay for importing it
+
         try:
             jsonschema.Draft202012Validator.check_schema(parsed.response_schema)
         except jsonschema.SchemaError as exc:

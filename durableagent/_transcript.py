@@ -12,10 +12,13 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+
+if TYPE_CHECKING:
+    # The blob SDK costs ~80 ms to import: loaded only when a transcript is first touched.
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from ._session_id import AgentSessionId, entity_name_for
 
@@ -25,6 +28,8 @@ _READ_WORKERS = 8
 
 def _service_from_environment(setting: str) -> BlobServiceClient:
     """A blob client from a Functions connection setting: a connection string or identity-based URIs."""
+    from azure.storage.blob import BlobServiceClient
+
     connection = os.environ.get(setting)
     if connection:
         return BlobServiceClient.from_connection_string(connection)
