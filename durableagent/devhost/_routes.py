@@ -216,15 +216,20 @@ _NAME_FORBIDDEN = set("/{}=?*")
 
 def _split_constraint_text(text: str) -> list[str]:
     """Split ``int:min(1):regex(a:b)`` at the colons that separate constraints."""
+    return _split_outside(text, ":", "(", ")")
+
+
+def _split_outside(text: str, separator: str, opening: str, closing: str) -> list[str]:
+    """Split ``text`` at ``separator`` wherever it is not inside ``opening``/``closing`` pairs."""
     pieces: list[str] = []
     current: list[str] = []
     depth = 0
     for ch in text:
-        if ch == "(":
+        if ch == opening:
             depth += 1
-        elif ch == ")" and depth:
+        elif ch == closing and depth:
             depth -= 1
-        if ch == ":" and depth == 0:
+        if ch == separator and depth == 0:
             pieces.append("".join(current))
             current = []
         else:
@@ -527,21 +532,7 @@ def parse_template(text: str) -> RouteTemplate:
 
 def _split_template(text: str) -> list[str]:
     """Split at '/' outside braces, so a constraint such as ``regex(a/b)`` stays whole."""
-    pieces: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch == "{":
-            depth += 1
-        elif ch == "}" and depth:
-            depth -= 1
-        if ch == "/" and depth == 0:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    pieces.append("".join(current))
-    return pieces
+    return _split_outside(text, "/", "{", "}")
 
 
 def join_route(prefix: str, route: str) -> str:
