@@ -5,6 +5,7 @@ from ._background import AgentSchedule
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 from ._errors import AgentRegistrationError, DurableAgentError
 from ._models import chat_client_from_settings
+from ._orchestration import DurableAgent, DurableAgentResponse
 from ._requests import RequestLimits
 from ._session_id import AgentSessionId
 from ._state import AgentState, StateLimits
@@ -17,7 +18,9 @@ __all__ = [
     "AgentSchedule",
     "AgentSessionId",
     "AgentState",
+    "DurableAgent",
     "DurableAgentError",
+    "DurableAgentResponse",
     "RequestLimits",
     "StateLimits",
     "chat_client_from_settings",

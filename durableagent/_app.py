@@ -32,6 +32,7 @@ from ._callbacks import AgentResponseCallbackProtocol
 from ._entity import AgentEntity, EntityConfig
 from ._errors import AgentRegistrationError
 from ._http_api import AgentHttpApi, AgentInfo, HttpSettings
+from ._orchestration import DurableAgent
 from ._requests import RequestLimits
 from ._session_id import entity_name_for
 from ._state import StateLimits
@@ -178,6 +179,17 @@ class AgentFunctionApp(df.DFApp):
             self._register_queue(name, queue)
         for index, schedule in enumerate(schedules):
             self._register_schedule(name, index, schedule)
+
+    def get_agent(self, context: df.DurableOrchestrationContext, name: str) -> DurableAgent:
+        """An agent to call from an orchestrator: ``response = yield agent.run("...")``.
+
+        Raises:
+            ValueError: No agent of that name is registered.
+        """
+        registered = self._names.get(name.lower())
+        if registered is None:
+            raise AgentRegistrationError(f"No agent named '{name}' is registered.")
+        return DurableAgent(context, registered)
 
     def transcripts(self) -> TranscriptStore:
         """The transcript store (created on first use, from the storage app setting)."""

@@ -43,6 +43,14 @@ class EntityConfig:
     reply: Callable[[str, dict[str, Any]], None] | None = None
 
 
+class AgentRunError(Exception):
+    """A run failed; raised to an orchestration that called the agent."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
 class StructuredOutputError(Exception):
     """The model's answer to a run with a response schema is not JSON matching that schema."""
 
@@ -86,7 +94,13 @@ class AgentEntity:
             context.set_result({"status": "failed", "error": {"code": "state_schema", "message": str(exc)}})
             return
         if operation == RUN_AGENT:
-            result = self._run(state, session, context.get_input() or {})
+            request = context.get_input() or {}
+            result = self._run(state, session, request)
+            if request.get("returnResponse"):
+                # An orchestration called: it gets the response itself, or an exception to catch.
+                context.set_state(state.get_state())
+                context.set_result(self._orchestration_result(session, result))
+                return
         elif operation == GET_STATE:
             result = summary(state, session)
         elif operation == RESET:
@@ -103,6 +117,17 @@ class AgentEntity:
             return
         context.set_state(state.get_state())
         context.set_result(result)
+
+    def _orchestration_result(self, session: AgentSessionId, result: dict[str, Any]) -> Any:
+        from ._orchestration import response_from_record
+
+        if result.get("status") != "success":
+            error = result.get("error") or {}
+            raise AgentRunError(str(error.get("code", "agent_run_failed")), str(error.get("message", "")))
+        record = self.config.transcripts().read_turn(session, int(result["turn"]))
+        if record is None:
+            raise AgentRunError("transcript_missing", f"turn {result['turn']} of {session} is not in the transcript")
+        return response_from_record(record, session)
 
     # run_agent ------------------------------------------------------------------------------------
 
