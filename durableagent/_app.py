@@ -33,13 +33,12 @@ from ._entity import AgentEntity, EntityConfig
 from ._errors import AgentRegistrationError
 from ._http_api import AgentHttpApi, AgentInfo, HttpSettings
 from ._orchestration import DurableAgent
-from ._requests import RequestLimits
+from ._requests import RequestLimits, is_queue_name
 from ._session_id import entity_name_for
 from ._state import StateLimits
 from ._transcript import DEFAULT_CONTAINER, TranscriptStore
 
 _AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 # Names of the shared functions (one per app).
 RUN_FUNCTION = "agents-run"
@@ -122,8 +121,7 @@ class AgentFunctionApp(df.DFApp):
         )
         self._register_http(enable_health_check)
         if session_ttl is not None:
-            if not re.match(r"^%[^%\s]+%$", maintenance_schedule):
-                validate_ncrontab(maintenance_schedule)
+            validate_ncrontab(maintenance_schedule)
             self._register_maintenance(session_ttl, maintenance_schedule)
         for agent in agents or []:
             self.add_agent(agent)
@@ -160,7 +158,7 @@ class AgentFunctionApp(df.DFApp):
         if name.lower() in self._agents:
             raise AgentRegistrationError(f"An agent named '{self._names[name.lower()]}' is already registered.")
         queue = queue_name or default_queue_name(name)
-        if enable_queue_trigger and not _QUEUE_NAME.match(queue):
+        if enable_queue_trigger and not is_queue_name(queue):
             raise AgentRegistrationError(f"'{queue}' is not a valid queue name.")
         _window.install(agent)
         self._agents[name.lower()] = agent

@@ -30,7 +30,12 @@ _SETTING_REFERENCE = re.compile(r"^%[^%\s]+%$")
 
 
 def validate_ncrontab(schedule: str) -> None:
-    """Raise ``AgentRegistrationError`` unless ``schedule`` is a valid six-field NCRONTAB."""
+    """Raise ``AgentRegistrationError`` unless ``schedule`` is a valid six-field NCRONTAB.
+
+    A whole-string ``%SETTING%`` passes: the Functions host resolves it (and checks it) at start.
+    """
+    if _SETTING_REFERENCE.match(schedule):
+        return
     if len(schedule.split()) != 6:
         raise AgentRegistrationError(
             f"schedule '{schedule}' must have six fields (second minute hour day month day-of-week)"
@@ -88,9 +93,7 @@ class AgentSchedule:
     run_on_startup: bool = False
 
     def __post_init__(self) -> None:
-        # A %SETTING% schedule is resolved by the Functions host when it starts; checked then.
-        if not _SETTING_REFERENCE.match(self.schedule):
-            validate_ncrontab(self.schedule)
+        validate_ncrontab(self.schedule)
         if not self.message.strip():
             raise AgentRegistrationError("a schedule needs a non-empty message")
         try:

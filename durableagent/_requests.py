@@ -27,6 +27,11 @@ from ._session_id import AgentSessionId
 
 _CORRELATION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def is_queue_name(name: str) -> bool:
+    """Whether ``name`` is a valid Azure Storage queue name."""
+    return bool(_QUEUE_NAME_PATTERN.match(name))
 SESSION_ALIASES = ("sessionId", "sessionKey", "session_id", "thread_id")
 
 
@@ -167,7 +172,7 @@ def build_run_request(
             raise RequestError(INVALID_RESPONSE_SCHEMA, "response_schema must describe a JSON object.")
 
     reply_queue = parsed.reply_queue
-    if reply_queue is not None and not _QUEUE_NAME_PATTERN.match(reply_queue):
+    if reply_queue is not None and not is_queue_name(reply_queue):
         raise RequestError(INVALID_REQUEST, f"'{reply_queue}' is not a valid queue name.", field="replyQueue")
 
     return RunRequest(

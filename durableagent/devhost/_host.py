@@ -8,10 +8,8 @@ import fcntl
 import json
 import logging
 import os
-import re
 import socket
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -37,11 +35,11 @@ from ._invoker import Invoker
 from ._management import ManagementService
 from ._management_http import ManagementApi
 from ._orchestrations import OrchestrationWorker, UnknownFunctionError
-from ._queue_trigger import QueueListener, send_queue_messages
+from ._queue_trigger import QueueListener, resolve_connection_string, send_queue_messages
 from ._settings import HostSettings, LocalSettings, load_host_settings, load_local_settings
 from ._store import TaskHubStore
 from ._timer_trigger import TimerScheduler
-from ._trigger_input import TriggerInput
+from ._trigger_input import TriggerInput, resolve_setting_references
 
 _log = logging.getLogger("durableagent.devhost")
 
@@ -81,11 +79,10 @@ class _QueueSink:
         self._encoding = encoding
 
     async def queue(self, binding: dict[str, Any], datum: Datum) -> None:
-        setting = str(binding.get("connection") or "AzureWebJobsStorage")
-        connection = os.environ.get(setting) or os.environ.get(f"{setting}__connectionString")
-        if not connection:
-            raise RuntimeError(f"queue output: app setting '{setting}' is not set")
-        name = _substitute(str(binding["queueName"])).lower()
+        # Resolved as the queue trigger resolves its binding: same settings, same %SETTING% rules.
+        owner = f"queue output '{binding.get('name')}'"
+        connection = resolve_connection_string(binding.get("connection"), function_name=owner)
+        name = resolve_setting_references(str(binding["queueName"]), function_name=owner, what="queueName").lower()
         value = datum.value
         if datum.type == "json" and isinstance(value, str):
             parsed = json.loads(value)
@@ -96,11 +93,6 @@ class _QueueSink:
         else:
             messages = [json.dumps(value)]
         await send_queue_messages(connection, name, messages, "none" if self._encoding == "none" else "base64")
-
-
-def _substitute(text: str) -> str:
-    # Like the host's INameResolver.ResolveWholeString: %SETTING% anywhere in the value, not only all of it.
-    return re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), text)
 
 
 class Host:
@@ -349,7 +341,3 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def function_names(functions: Sequence[IndexedFunction]) -> list[str]:
-    return [f.name for f in functions]

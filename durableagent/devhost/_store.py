@@ -272,10 +272,6 @@ class TaskHubStore:
         db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
 
     @staticmethod
-    def bump_dequeue(db: sqlite3.Connection, ids: Sequence[int]) -> None:
-        db.executemany("UPDATE messages SET dequeue_count = dequeue_count + 1 WHERE id = ?", [(i,) for i in ids])
-
-    @staticmethod
     def put_instance(db: sqlite3.Connection, record: InstanceRecord) -> None:
         db.execute(
             "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
