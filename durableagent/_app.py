@@ -15,7 +15,8 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
-from agent_framework import SupportsAgentRun
+from agent_framework import SupportsAgentRun, Workflow
+from agent_framework._workflows._functional import FunctionalWorkflow, FunctionalWorkflowDefinition
 
 from . import _window
 from ._background import (
@@ -37,8 +38,20 @@ from ._requests import RequestLimits, is_queue_name
 from ._session_id import entity_name_for
 from ._state import StateLimits
 from ._transcript import DEFAULT_CONTAINER, TranscriptStore
+from ._workflow_http import WorkflowHttpApi
+from ._workflow_orchestrator import (
+    answers_activity_name,
+    orchestrate,
+    orchestrator_name,
+    start_input,
+    step_activity_name,
+)
+from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec, encode, read_answers, run_step
+from ._workflow_store import DEFAULT_CONTAINER as CHECKPOINT_CONTAINER
+from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore
 
 _AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_GENERATED_NAME = re.compile(r"^WorkflowBuilder-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # Names of the shared functions (one per app).
 RUN_FUNCTION = "agents-run"
@@ -47,6 +60,13 @@ DELETE_SESSION_FUNCTION = "agents-session-delete"
 RUN_RESULT_FUNCTION = "agents-run-result"
 HEALTH_FUNCTION = "health"
 MAINTENANCE_FUNCTION = "agents-maintenance"
+WORKFLOW_START_FUNCTION = "workflows-start"
+WORKFLOW_STATUS_FUNCTION = "workflows-status"
+WORKFLOW_RESPOND_FUNCTION = "workflows-respond"
+WORKFLOW_TERMINATE_FUNCTION = "workflows-terminate"
+WORKFLOW_EVENTS_FUNCTION = "workflows-events"
+
+AnyWorkflow = Workflow | FunctionalWorkflow | FunctionalWorkflowDefinition
 
 
 def entity_function_name(agent_name: str) -> str:
@@ -79,8 +99,11 @@ class AgentFunctionApp(df.DFApp):
         run_timeout_seconds: Longest one agent run may take inside the entity.
         session_ttl: Delete sessions idle longer than this (``None``: keep them).
         maintenance_schedule: NCRONTAB of the idle-session clean-up.
-        storage_setting: App setting of the storage account for transcripts and reply queues.
+        storage_setting: App setting of the storage account for transcripts, reply queues and
+            workflow checkpoints.
         transcript_container: Blob container of the transcripts.
+        workflows: Workflows to register now (graph ``Workflow``s or functional ``@workflow``s).
+        checkpoint_container: Blob container of workflow checkpoints and run records.
     """
 
     def __init__(
@@ -98,6 +121,8 @@ class AgentFunctionApp(df.DFApp):
         maintenance_schedule: str = "0 0 * * * *",
         storage_setting: str = "AzureWebJobsStorage",
         transcript_container: str = DEFAULT_CONTAINER,
+        workflows: Sequence[AnyWorkflow] | None = None,
+        checkpoint_container: str = CHECKPOINT_CONTAINER,
     ) -> None:
         super().__init__(http_auth_level=http_auth_level)
         self._agents: dict[str, SupportsAgentRun] = {}
@@ -116,15 +141,22 @@ class AgentFunctionApp(df.DFApp):
                 wait_timeout_seconds=wait_timeout_seconds,
                 transcripts=self.transcripts,
                 agents=self._agent_infos,
-                workflows=lambda: [],
+                workflows=self._workflow_infos,
             )
         )
+        self._workflows: dict[str, WorkflowSpec] = {}
+        self._checkpoint_container = checkpoint_container
+        self._checkpoints: BlobCheckpointStorage | None = None
+        self._workflow_http = WorkflowHttpApi(lambda: self._workflows, self.checkpoint_storage)
         self._register_http(enable_health_check)
+        self._register_workflow_http()
         if session_ttl is not None:
             validate_ncrontab(maintenance_schedule)
             self._register_maintenance(session_ttl, maintenance_schedule)
         for agent in agents or []:
             self.add_agent(agent)
+        for workflow in workflows or []:
+            self.add_workflow(workflow)
 
     # Registration ---------------------------------------------------------------------------------
 
@@ -189,6 +221,109 @@ class AgentFunctionApp(df.DFApp):
             raise AgentRegistrationError(f"No agent named '{name}' is registered.")
         return DurableAgent(context, registered)
 
+    @property
+    def workflows(self) -> dict[str, AnyWorkflow]:
+        """Registered workflows by name."""
+        return {spec.name: spec.workflow for spec in self._workflows.values()}
+
+    def add_workflow(
+        self,
+        workflow: AnyWorkflow,
+        *,
+        request_timeout: timedelta | None = None,
+        timeout_response: Any = FAIL_ON_TIMEOUT,
+        supersteps_per_execution: int = 50,
+    ) -> None:
+        """Register a workflow: each run becomes a durable orchestration, one checkpoint per step.
+
+        Args:
+            workflow: A ``Workflow`` from ``WorkflowBuilder(name=...)``, or a functional ``@workflow``.
+            request_timeout: How long each human-in-the-loop request may wait for its answer.
+            timeout_response: The answer given to a request that timed out; by default the run fails.
+            supersteps_per_execution: Steps after which a running orchestration continues as new,
+                which keeps its history bounded.
+
+        Raises:
+            AgentRegistrationError: The name is missing, generated, invalid or already registered.
+        """
+        if not isinstance(workflow, (Workflow, FunctionalWorkflow, FunctionalWorkflowDefinition)):
+            raise AgentRegistrationError(f"Expected an Agent Framework workflow, got {type(workflow).__name__}.")
+        name = workflow.name or ""
+        if _GENERATED_NAME.match(name):
+            raise AgentRegistrationError(
+                f"Workflow name '{name}' was generated by WorkflowBuilder; give the workflow a stable name "
+                "(WorkflowBuilder(name=...)): runs and checkpoints are keyed by it."
+            )
+        if not _AGENT_NAME.match(name):
+            raise AgentRegistrationError(
+                f"Workflow name '{name}' is invalid: use 1-63 letters, digits, '-' or '_', starting with a letter."
+            )
+        if name.lower() in self._workflows:
+            raise AgentRegistrationError(
+                f"A workflow named '{self._workflows[name.lower()].name}' is already registered."
+            )
+        if supersteps_per_execution < 1:
+            raise AgentRegistrationError("supersteps_per_execution must be at least 1.")
+        if request_timeout is not None and request_timeout <= timedelta(0):
+            raise AgentRegistrationError("request_timeout must be positive.")
+        spec = WorkflowSpec(
+            name=name,
+            workflow=workflow,
+            request_timeout=request_timeout,
+            timeout_response=timeout_response,
+            supersteps_per_execution=supersteps_per_execution,
+        )
+        self._workflows[name.lower()] = spec
+        self._register_workflow(spec)
+
+    def checkpoint_storage(self) -> BlobCheckpointStorage:
+        """Agent Framework ``CheckpointStorage`` holding every run's checkpoints (created on first use)."""
+        if self._checkpoints is None:
+            with self._transcripts_lock:
+                if self._checkpoints is None:
+                    self._checkpoints = BlobCheckpointStorage.from_environment(
+                        self._storage_setting, self._checkpoint_container
+                    )
+        return self._checkpoints
+
+    async def start_workflow(
+        self,
+        client: df.DurableOrchestrationClient,
+        name: str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> str:
+        """Start a run of a registered workflow from ``input`` or from a checkpoint; returns the run id."""
+        spec = self._workflow_spec(name)
+        if checkpoint_id is not None:
+            return str(
+                await client.start_new(orchestrator_name(spec.name), run_id, start_input(checkpoint_id=checkpoint_id))
+            )
+        return str(
+            await client.start_new(orchestrator_name(spec.name), run_id, start_input(encoded_input=encode(input)))
+        )
+
+    def run_checkpoints(self, name: str, run_id: str) -> list[CheckpointEntry]:
+        """The checkpoints a run made, oldest first (load one with ``checkpoint_storage().load(id)``)."""
+        spec = self._workflow_spec(name)
+        return RunStore(self.checkpoint_storage()).checkpoints(spec.name, run_id)
+
+    def run_events(self, name: str, run_id: str) -> list[Any]:
+        """Every Agent Framework ``WorkflowEvent`` a run produced so far, in order."""
+        spec = self._workflow_spec(name)
+        return RunStore(self.checkpoint_storage()).read_events(spec.name, run_id)
+
+    def _workflow_spec(self, name: str) -> WorkflowSpec:
+        spec = self._workflows.get(name.lower())
+        if spec is None:
+            raise AgentRegistrationError(f"No workflow named '{name}' is registered.")
+        return spec
+
+    def _workflow_infos(self) -> list[dict[str, Any]]:
+        return [{"name": s.name, "type": "functional" if s.functional else "graph"} for s in self._workflows.values()]
+
     def transcripts(self) -> TranscriptStore:
         """The transcript store (created on first use, from the storage app setting)."""
         if self._transcripts is None:
@@ -247,6 +382,43 @@ class AgentFunctionApp(df.DFApp):
         routed = self.route(route=route, methods=[method])(with_client)
         self.function_name(name=name)(routed)
 
+    def _register_workflow_http(self) -> None:
+        api = self._workflow_http
+        routes = [
+            (WORKFLOW_START_FUNCTION, "workflows/{name}/runs", "POST", api.start),
+            (WORKFLOW_STATUS_FUNCTION, "workflows/{name}/runs/{runId}", "GET", api.status),
+            (WORKFLOW_RESPOND_FUNCTION, "workflows/{name}/runs/{runId}/requests/{requestId}", "POST", api.respond),
+            (WORKFLOW_TERMINATE_FUNCTION, "workflows/{name}/runs/{runId}/terminate", "POST", api.terminate),
+            (WORKFLOW_EVENTS_FUNCTION, "workflows/{name}/runs/{runId}/events", "GET", api.events),
+        ]
+        for function, route, method, handler in routes:
+            self._http_function(function, route, method, _with_name(api.guarded(handler), function))
+
+    def _register_workflow(self, spec: WorkflowSpec) -> None:
+        from ._loop import run_coroutine
+
+        def workflow_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+            return (yield from orchestrate(context, spec))
+
+        orchestrator = self.orchestration_trigger(context_name="context", orchestration=orchestrator_name(spec.name))(
+            workflow_orchestrator
+        )
+        self.function_name(name=orchestrator_name(spec.name))(orchestrator)
+
+        def workflow_step(payload: dict[str, Any]) -> dict[str, Any]:
+            return run_coroutine(run_step(spec, self.checkpoint_storage(), payload))
+
+        step = self.activity_trigger(input_name="payload", activity=step_activity_name(spec.name))(workflow_step)
+        self.function_name(name=step_activity_name(spec.name))(step)
+
+        def workflow_answers(payload: dict[str, Any]) -> dict[str, Any]:
+            return read_answers(self.checkpoint_storage(), payload)
+
+        answers = self.activity_trigger(input_name="payload", activity=answers_activity_name(spec.name))(
+            workflow_answers
+        )
+        self.function_name(name=answers_activity_name(spec.name))(answers)
+
     def _register_queue(self, name: str, queue: str) -> None:
         limits = self.request_limits
         api = self._http
@@ -283,3 +455,8 @@ class AgentFunctionApp(df.DFApp):
         with_client = self.durable_client_input(client_name="client")(agents_maintenance)
         triggered = self.timer_trigger(schedule=schedule, arg_name="timer")(with_client)
         self.function_name(name=MAINTENANCE_FUNCTION)(triggered)
+
+
+def _with_name(handler: Any, name: str) -> Any:
+    handler.__name__ = name.replace("-", "_")
+    return handler

@@ -38,6 +38,15 @@ MESSAGE_TOO_LARGE = ErrorCode("message_too_large", 413)
 AGENT_RUN_FAILED = ErrorCode("agent_run_failed", 502)
 MODEL_RATE_LIMITED = ErrorCode("model_rate_limited", 503)
 INTERNAL_ERROR = ErrorCode("internal_error", 500)
+# Workflow routes.
+WORKFLOW_NOT_FOUND = ErrorCode("workflow_not_found", 404)
+INVALID_INPUT = ErrorCode("invalid_input", 400)
+INVALID_RESPONSE = ErrorCode("invalid_response", 400)
+CHECKPOINT_NOT_FOUND = ErrorCode("checkpoint_not_found", 404)
+CHECKPOINT_INCOMPATIBLE = ErrorCode("checkpoint_incompatible", 409)
+RUN_EXISTS = ErrorCode("run_exists", 409)
+RUN_FINISHED = ErrorCode("run_finished", 409)
+REQUEST_ALREADY_ANSWERED = ErrorCode("request_already_answered", 409)
 
 
 class RequestError(DurableAgentError):

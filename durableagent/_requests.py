@@ -32,6 +32,8 @@ _QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 def is_queue_name(name: str) -> bool:
     """Whether ``name`` is a valid Azure Storage queue name."""
     return bool(_QUEUE_NAME_PATTERN.match(name))
+
+
 SESSION_ALIASES = ("sessionId", "sessionKey", "session_id", "thread_id")
 
 

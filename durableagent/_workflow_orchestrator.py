@@ -1,0 +1,113 @@
+"""The orchestration of a workflow run: its history is the run's sequence of checkpoints.
+
+Each step is one activity (one superstep of a graph workflow, or a functional workflow up to its
+next request for input); the activity result names the checkpoint the step ended on. When the run
+is idle with requests pending, the orchestration waits for answers (HTTP answers are recorded in
+blob storage first, then announced by an external event, so none is lost to a continue-as-new) and
+hands them to the next step. Long runs continue as new every ``supersteps_per_execution`` steps, so
+the history of one execution stays bounded whatever the number of supersteps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec
+
+ANSWER_EVENT = "workflow-answer"
+
+
+def orchestrator_name(workflow: str) -> str:
+    return f"workflow-{workflow}"
+
+
+def step_activity_name(workflow: str) -> str:
+    return f"workflow-{workflow}-step"
+
+
+def answers_activity_name(workflow: str) -> str:
+    return f"workflow-{workflow}-answers"
+
+
+class WorkflowRunError(Exception):
+    """A workflow run failed: an executor raised, the run did not converge, or a request timed out."""
+
+
+def start_input(encoded_input: Any = None, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The orchestration input of a new run (from a message, or from an existing checkpoint)."""
+    return {"input": encoded_input, "checkpointId": checkpoint_id, "step": 0, "outputs": [], "since": {}}
+
+
+def orchestrate(context: Any, spec: WorkflowSpec) -> Any:
+    """Generator body of the workflow's orchestrator function."""
+    state: dict[str, Any] = dict(context.get_input() or {})
+    outputs: list[Any] = list(state.get("outputs", []))
+    since: dict[str, str] = dict(state.get("since", {}))
+    checkpoint_id: str | None = state.get("checkpointId")
+    step = int(state.get("step", 0))
+    answers: dict[str, Any] | None = None
+    steps_here = 0
+    while True:
+        request = {"runId": context.instance_id, "step": step, "checkpointId": checkpoint_id, "answers": answers}
+        if checkpoint_id is None:
+            request["input"] = state.get("input")
+        result = yield context.call_activity(step_activity_name(spec.name), request)
+        step += 1
+        steps_here += 1
+        outputs.extend(result["outputs"])
+        if result["error"]:
+            error = result["error"]
+            raise WorkflowRunError(f"{error['type']}: {error['message']}")
+        checkpoint_id = result["checkpointId"]
+        pending: dict[str, Any] = result["pending"]
+        context.set_custom_status(_status("running", step, result, pending))
+        if result["hasMessages"]:
+            answers = None
+            if steps_here >= spec.supersteps_per_execution:
+                carried = {"checkpointId": checkpoint_id, "step": step, "outputs": outputs, "since": since}
+                context.continue_as_new(carried)
+                return None
+            continue
+        if not pending:
+            return {"outputs": outputs, "steps": step, "checkpointId": checkpoint_id}
+        now = context.current_utc_datetime
+        since = {rid: since.get(rid, now.isoformat()) for rid in pending}
+        answers = yield from _wait_for_answers(context, spec, step, result, pending, since)
+
+
+def _wait_for_answers(
+    context: Any, spec: WorkflowSpec, step: int, result: dict[str, Any], pending: dict[str, Any], since: dict[str, str]
+) -> Any:
+    """Answers to some of the pending requests: recorded ones, announced ones, or timeout answers."""
+    while True:
+        lookup = {"workflow": spec.name, "runId": context.instance_id, "requestIds": sorted(pending)}
+        recorded = yield context.call_activity(answers_activity_name(spec.name), lookup)
+        if recorded:
+            return recorded
+        context.set_custom_status(_status("waiting_for_input", step, result, pending))
+        announced = context.wait_for_external_event(ANSWER_EVENT)
+        if spec.request_timeout is None:
+            yield announced
+            continue
+        deadlines = {rid: datetime.fromisoformat(t) + spec.request_timeout for rid, t in since.items()}
+        first = min(deadlines.values())
+        timer = context.create_timer(first)
+        winner = yield context.task_any([announced, timer])
+        if winner is not timer:
+            timer.cancel()
+            continue
+        expired = sorted(rid for rid, deadline in deadlines.items() if deadline <= first + timedelta(microseconds=1))
+        if spec.timeout_response is FAIL_ON_TIMEOUT:
+            raise WorkflowRunError(f"request_timed_out: no answer to request(s) {', '.join(expired)} in time")
+        return {rid: spec.timeout_response for rid in expired}
+
+
+def _status(state: str, step: int, result: dict[str, Any], pending: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "state": state,
+        "step": step,
+        "checkpointId": result["checkpointId"],
+        "iteration": result["iteration"],
+        "pendingRequestIds": sorted(pending),
+    }

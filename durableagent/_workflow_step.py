@@ -1,0 +1,224 @@
+"""One durable step of a workflow run, executed by Agent Framework itself inside an activity.
+
+A graph workflow step is exactly one superstep: restore the run's last checkpoint, let Agent
+Framework's runner execute one superstep (edges, conditions, fan-in, shared state, sub-workflows
+and agent executors all behave as in ``workflow.run()``), and stop at its end, where Agent Framework
+has just written the superstep's checkpoint. A functional workflow step runs the function until it
+finishes or asks for input; Agent Framework checkpoints after every ``@step``, and a retried step
+resumes from the newest of those checkpoints, so completed ``@step`` calls are not repeated.
+
+The activity's result is small (ids, request summaries, outputs); messages and shared state stay in
+the checkpoint blob and never travel through the orchestration history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from agent_framework import Workflow, WorkflowCheckpoint
+from agent_framework._serialization import make_json_safe
+from agent_framework._workflows._checkpoint_encoding import decode_checkpoint_value, encode_checkpoint_value
+from agent_framework._workflows._functional import FunctionalWorkflow, FunctionalWorkflowDefinition
+from agent_framework._workflows._typing_utils import is_instance_of, try_coerce_to_type
+
+from ._workflow_store import BlobCheckpointStorage, RunCheckpointStorage, RunStore
+
+_log = logging.getLogger("durableagent.workflows")
+
+# Events that describe the run as a whole rather than its work; the orchestration reports those.
+_RUN_LEVEL_EVENTS = frozenset({"started", "status"})
+FAIL_ON_TIMEOUT: Any = object()
+
+
+@dataclass
+class WorkflowSpec:
+    """A registered workflow and how its durable runs behave."""
+
+    name: str
+    workflow: Workflow | FunctionalWorkflow | FunctionalWorkflowDefinition
+    request_timeout: timedelta | None = None
+    timeout_response: Any = FAIL_ON_TIMEOUT
+    supersteps_per_execution: int = 50
+    lock: asyncio.Lock | None = None
+    genesis: WorkflowCheckpoint | None = field(default=None, repr=False)
+
+    @property
+    def functional(self) -> bool:
+        return not isinstance(self.workflow, Workflow)
+
+    def fresh_functional(self) -> FunctionalWorkflow:
+        """A new functional workflow instance (they hold per-run state, so each step builds one)."""
+        wf = self.workflow
+        if isinstance(wf, FunctionalWorkflowDefinition):
+            return wf.build()
+        assert isinstance(wf, FunctionalWorkflow)
+        return FunctionalWorkflow(wf._func, name=wf.name, description=wf.description)
+
+
+def encode(value: Any) -> Any:
+    """JSON for the orchestration history; non-JSON objects go through Agent Framework's codec."""
+    return encode_checkpoint_value(value)
+
+
+def decode(value: Any, storage: BlobCheckpointStorage) -> Any:
+    return decode_checkpoint_value(value, allowed_types=storage._allowed)
+
+
+def describe_request(event: Any) -> dict[str, Any]:
+    """A pending request as callers see it."""
+    return {
+        "requestId": event.request_id,
+        "sourceExecutor": event.source_executor_id,
+        "requestType": _type_name(event.request_type),
+        "responseType": _type_name(event.response_type),
+        "data": make_json_safe(event.data),
+    }
+
+
+def _type_name(t: Any) -> str | None:
+    return getattr(t, "__name__", None) or (str(t) if t is not None else None)
+
+
+def coerce_answer(event: Any, answer: Any) -> tuple[bool, Any]:
+    """Convert a JSON answer to the request's response type; ``(False, None)`` when it does not fit."""
+    response_type = event.response_type
+    if response_type is None:
+        return True, answer
+    value = try_coerce_to_type(answer, response_type)
+    return (True, value) if is_instance_of(value, response_type) else (False, None)
+
+
+def coerce_input(spec: WorkflowSpec, value: Any) -> tuple[bool, Any]:
+    """Convert a JSON start input to a type the start executor accepts."""
+    if spec.functional:
+        return True, value
+    assert isinstance(spec.workflow, Workflow)
+    types = spec.workflow.get_start_executor().input_types
+    for t in types:
+        candidate = try_coerce_to_type(value, t)
+        if is_instance_of(candidate, t):
+            return True, candidate
+    return (True, value) if not types else (False, None)
+
+
+async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: dict[str, Any]) -> dict[str, Any]:
+    """Execute one durable step; returns the activity result (see ``StepResult`` fields below)."""
+    run_id = str(request["runId"])
+    step = int(request["step"])
+    scoped = RunCheckpointStorage(storage, spec.name, run_id, step)
+    answers: dict[str, Any] | None = request.get("answers") or None
+    if spec.functional:
+        events, error = await _functional_step(spec, scoped, request, answers)
+    else:
+        events, error = await _graph_step(spec, scoped, request, answers)
+    checkpoint = scoped.saved[-1] if scoped.saved else None
+    pending = dict(checkpoint.pending_request_info_events) if checkpoint else {}
+    await asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events)
+    return {
+        "checkpointId": checkpoint.checkpoint_id if checkpoint else request.get("checkpointId"),
+        "iteration": checkpoint.iteration_count if checkpoint else None,
+        "hasMessages": bool(checkpoint and any(checkpoint.messages.values())) and error is None,
+        "pending": {rid: describe_request(ev) for rid, ev in pending.items()},
+        "outputs": [encode(e.data) for e in events if e.type == "output"],
+        "eventCount": len(events),
+        "error": error,
+    }
+
+
+async def _graph_step(
+    spec: WorkflowSpec, storage: RunCheckpointStorage, request: dict[str, Any], answers: dict[str, Any] | None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    workflow = spec.workflow
+    assert isinstance(workflow, Workflow)
+    if spec.lock is None:
+        spec.lock = asyncio.Lock()  # created on the agent loop, where every step runs
+    # An earlier attempt that crashed may have indexed checkpoints; this attempt redoes that work.
+    await asyncio.to_thread(storage.forget_step)
+    events: list[Any] = []
+    async with spec.lock:  # one Workflow instance runs one step at a time
+        runner = workflow._runner
+        if spec.genesis is None:
+            spec.genesis = await runner.build_checkpoint()
+        checkpoint_id = request.get("checkpointId")
+        # Start from the pristine instance, not from whatever another run's step left behind.
+        await runner.restore_checkpoint(spec.genesis)
+        runner._previous_checkpoint_id = None  # the genesis snapshot is not part of any run's lineage
+        try:
+            if checkpoint_id is None:
+                message = decode(request["input"], storage)
+                stream = workflow.run(message, stream=True, checkpoint_storage=storage)
+            else:
+                responses = await _applicable_answers(storage, checkpoint_id, answers)
+                stream = workflow.run(
+                    stream=True, checkpoint_id=checkpoint_id, checkpoint_storage=storage, responses=responses
+                )
+            async with stream:
+                in_superstep = False
+                async for event in stream:
+                    # Before the superstep come only restore artefacts, unless the run fails there.
+                    in_superstep = in_superstep or event.type == "superstep_started"
+                    if (in_superstep or event.type == "failed") and event.type not in _RUN_LEVEL_EVENTS:
+                        events.append(event)
+                    if event.type == "superstep_completed":
+                        break  # the superstep's checkpoint is written; the next step continues from it
+        except Exception as exc:
+            return events, _error(exc)
+    return events, None
+
+
+async def _functional_step(
+    spec: WorkflowSpec, storage: RunCheckpointStorage, request: dict[str, Any], answers: dict[str, Any] | None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    workflow = spec.fresh_functional()
+    resume_from = await asyncio.to_thread(storage.latest_of_step) or request.get("checkpointId")
+    events: list[Any] = []
+    try:
+        if resume_from is None:
+            stream = workflow.run(decode(request["input"], storage), stream=True, checkpoint_storage=storage)
+        else:
+            responses = await _applicable_answers(storage, resume_from, answers)
+            stream = workflow.run(
+                stream=True, checkpoint_id=resume_from, checkpoint_storage=storage, responses=responses
+            )
+        async with stream:
+            async for event in stream:
+                if event.type not in _RUN_LEVEL_EVENTS:
+                    events.append(event)
+    except Exception as exc:
+        return events, _error(exc)
+    return events, None
+
+
+async def _applicable_answers(
+    storage: BlobCheckpointStorage, checkpoint_id: str, answers: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The answers that fit a pending request of the checkpoint, converted to its response type."""
+    if not answers:
+        return None
+    checkpoint = await storage.load(checkpoint_id)
+    pending = checkpoint.pending_request_info_events
+    applicable: dict[str, Any] = {}
+    for request_id, answer in answers.items():
+        event = pending.get(request_id)
+        if event is None:
+            continue
+        ok, value = coerce_answer(event, answer)
+        if ok:
+            applicable[request_id] = value
+        else:
+            _log.warning("answer to request %s does not fit %s; ignored", request_id, event.response_type)
+    return applicable or None
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    _log.warning("workflow step failed: %s", exc, exc_info=exc)
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def read_answers(storage: BlobCheckpointStorage, request: dict[str, Any]) -> dict[str, Any]:
+    """Activity body: answers already recorded for the pending requests of a run."""
+    return RunStore(storage).answers(str(request["workflow"]), str(request["runId"]), list(request["requestIds"]))

@@ -1,0 +1,323 @@
+"""Where workflow runs keep their data in blob storage: checkpoints, per-run indexes, events, answers.
+
+Checkpoints are Agent Framework ``WorkflowCheckpoint`` objects, encoded with Agent Framework's own
+checkpoint codec and read back through its ``CheckpointStorage`` protocol, so a checkpoint written by
+a durable run can be loaded by an in-process ``workflow.run(checkpoint_id=..., checkpoint_storage=...)``
+and the other way round. Everything a run produces is addressed by its run id and step number, so a
+step retried after a crash overwrites its own blobs instead of adding new ones.
+
+Layout (one container):
+  ``checkpoints/<checkpoint id>.json``                     the checkpoint, metadata: workflow
+  ``runs/<workflow>/<run>/checkpoints/<step>/<ts>_<id>``   index entry, metadata: iteration, previous
+  ``runs/<workflow>/<run>/events/<step>.json``             the events of one step
+  ``runs/<workflow>/<run>/answers/<request id>.json``      an answer to a human-in-the-loop request
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from agent_framework import WorkflowCheckpoint
+from agent_framework._workflows._checkpoint_encoding import decode_checkpoint_value, encode_checkpoint_value
+from agent_framework.exceptions import WorkflowCheckpointException
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from ._transcript import _service_from_environment
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+DEFAULT_CONTAINER = "workflow-checkpoints"
+# Checkpoint ids come from Agent Framework (UUIDs) or from callers resuming a run: keep them path-safe.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def is_safe_id(value: str) -> bool:
+    """Whether ``value`` can name a blob segment (checkpoint, run or request id)."""
+    return bool(_SAFE_ID.match(value))
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint of a run, as the run's index lists it (no blob read needed)."""
+
+    checkpoint_id: str
+    step: int
+    iteration: int
+    timestamp: str
+    previous_checkpoint_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checkpointId": self.checkpoint_id,
+            "step": self.step,
+            "iteration": self.iteration,
+            "timestamp": self.timestamp,
+            "previousCheckpointId": self.previous_checkpoint_id,
+        }
+
+
+class BlobCheckpointStorage:
+    """Agent Framework ``CheckpointStorage`` backed by Azure Blob Storage (Azurite locally).
+
+    Use it like any Agent Framework checkpoint storage, e.g.
+    ``await workflow.run(checkpoint_id=cid, checkpoint_storage=app.checkpoint_storage())``.
+    Decoding is restricted like ``FileCheckpointStorage``: Agent Framework, OpenAI and built-in types,
+    plus types registered with ``agent_framework.register_checkpoint_type`` or listed here.
+
+    Args:
+        container: The blob container holding the checkpoints.
+        allowed_checkpoint_types: Extra ``"module:qualname"`` types allowed when decoding.
+    """
+
+    def __init__(self, container: ContainerClient, *, allowed_checkpoint_types: list[str] | None = None) -> None:
+        self._container = container
+        self._allowed = frozenset(allowed_checkpoint_types or [])
+        self._created = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(
+        cls,
+        setting: str = "AzureWebJobsStorage",
+        container: str = DEFAULT_CONTAINER,
+        *,
+        allowed_checkpoint_types: list[str] | None = None,
+    ) -> BlobCheckpointStorage:
+        """Storage on the account named by a Functions connection setting."""
+        client = _service_from_environment(setting).get_container_client(container)
+        return cls(client, allowed_checkpoint_types=allowed_checkpoint_types)
+
+    @property
+    def container(self) -> ContainerClient:
+        return self._container
+
+    def ensure_container(self) -> None:
+        if self._created:
+            return
+        with self._lock:
+            if not self._created:
+                with contextlib.suppress(ResourceExistsError):
+                    self._container.create_container()
+                self._created = True
+
+    # CheckpointStorage protocol ------------------------------------------------------------------
+
+    async def save(self, checkpoint: WorkflowCheckpoint) -> str:
+        """Store a copy of ``checkpoint`` and return its id."""
+        data = self._encode(checkpoint)
+        metadata = {"workflow": quote(checkpoint.workflow_name, safe="")}
+        await asyncio.to_thread(self._put, _checkpoint_blob(checkpoint.checkpoint_id), data, metadata)
+        return checkpoint.checkpoint_id
+
+    async def load(self, checkpoint_id: str) -> WorkflowCheckpoint:
+        """Load a checkpoint by id (any workflow).
+
+        Raises:
+            WorkflowCheckpointException: No checkpoint has that id, or it cannot be decoded.
+        """
+        return await asyncio.to_thread(self.load_sync, checkpoint_id)
+
+    async def list_checkpoints(self, *, workflow_name: str) -> list[WorkflowCheckpoint]:
+        """Every checkpoint of a workflow, oldest first."""
+        ids = await self.list_checkpoint_ids(workflow_name=workflow_name)
+        checkpoints = [await self.load(i) for i in ids]
+        return sorted(checkpoints, key=lambda c: c.timestamp)
+
+    async def delete(self, checkpoint_id: str) -> bool:
+        """Delete a checkpoint; ``False`` when it did not exist."""
+        return await asyncio.to_thread(self._delete_sync, checkpoint_id)
+
+    async def get_latest(self, *, workflow_name: str) -> WorkflowCheckpoint | None:
+        """The newest checkpoint of a workflow, or ``None``."""
+        checkpoints = await self.list_checkpoints(workflow_name=workflow_name)
+        return checkpoints[-1] if checkpoints else None
+
+    async def list_checkpoint_ids(self, *, workflow_name: str) -> list[str]:
+        """Ids of every checkpoint of a workflow."""
+        wanted = quote(workflow_name, safe="")
+        return await asyncio.to_thread(
+            lambda: [
+                b.name[len("checkpoints/") : -len(".json")]
+                for b in self._list("checkpoints/", metadata=True)
+                if (b.metadata or {}).get("workflow") == wanted
+            ]
+        )
+
+    # Synchronous helpers (HTTP handlers and activities run them in threads) ----------------------
+
+    def load_sync(self, checkpoint_id: str) -> WorkflowCheckpoint:
+        if not is_safe_id(checkpoint_id):
+            raise WorkflowCheckpointException(f"No checkpoint found with ID {checkpoint_id}")
+        raw = self._get(_checkpoint_blob(checkpoint_id))
+        if raw is None:
+            raise WorkflowCheckpointException(f"No checkpoint found with ID {checkpoint_id}")
+        try:
+            decoded = decode_checkpoint_value(json.loads(raw), allowed_types=self._allowed)
+        except WorkflowCheckpointException:
+            raise
+        except Exception as exc:
+            raise WorkflowCheckpointException(f"Checkpoint {checkpoint_id} cannot be decoded") from exc
+        return WorkflowCheckpoint.from_dict(decoded)
+
+    def _encode(self, checkpoint: WorkflowCheckpoint) -> bytes:
+        try:
+            encoded = encode_checkpoint_value(checkpoint.to_dict())
+            # Refuse at save time what could not be restored later (as FileCheckpointStorage does).
+            decode_checkpoint_value(encoded, allowed_types=self._allowed)
+        except WorkflowCheckpointException:
+            raise
+        except Exception as exc:
+            raise WorkflowCheckpointException(
+                f"Checkpoint {checkpoint.checkpoint_id} cannot be encoded or restored under the allowed types"
+            ) from exc
+        return json.dumps(encoded, separators=(",", ":")).encode()
+
+    def _delete_sync(self, checkpoint_id: str) -> bool:
+        if not is_safe_id(checkpoint_id):
+            return False
+        try:
+            self._container.delete_blob(_checkpoint_blob(checkpoint_id))
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def _put(self, name: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.ensure_container()
+        self._container.upload_blob(name, data, overwrite=True, metadata=metadata)
+
+    def _get(self, name: str) -> bytes | None:
+        try:
+            return bytes(self._container.download_blob(name).readall())
+        except ResourceNotFoundError:
+            return None
+
+    def _list(self, prefix: str, *, metadata: bool = False) -> list[Any]:
+        try:
+            return list(self._container.list_blobs(name_starts_with=prefix, include=["metadata"] if metadata else None))
+        except ResourceNotFoundError:
+            return []
+
+
+def _checkpoint_blob(checkpoint_id: str) -> str:
+    if not is_safe_id(checkpoint_id):
+        raise WorkflowCheckpointException(f"Checkpoint id '{checkpoint_id}' cannot be stored")
+    return f"checkpoints/{checkpoint_id}.json"
+
+
+class RunCheckpointStorage(BlobCheckpointStorage):
+    """The storage one step of one run writes through: every save is also indexed under the run.
+
+    ``saved`` lists what this step saved, newest last, so the step knows its own checkpoint even
+    when the workflow instance remembers checkpoints of other runs.
+    """
+
+    def __init__(self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int) -> None:
+        super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
+        self._created = parent._created
+        self.workflow = workflow
+        self.run_id = run_id
+        self.step = step
+        self.saved: list[WorkflowCheckpoint] = []
+
+    async def save(self, checkpoint: WorkflowCheckpoint) -> str:
+        checkpoint_id = await super().save(checkpoint)
+        entry = CheckpointEntry(
+            checkpoint_id,
+            self.step,
+            checkpoint.iteration_count,
+            checkpoint.timestamp,
+            checkpoint.previous_checkpoint_id,
+        )
+        await asyncio.to_thread(self._index, entry)
+        self.saved.append(checkpoint)
+        return checkpoint_id
+
+    def _index(self, entry: CheckpointEntry) -> None:
+        stamp = re.sub(r"[^0-9]", "", entry.timestamp)
+        name = f"{_run_prefix(self.workflow, self.run_id)}checkpoints/{entry.step:08d}/{stamp}_{entry.checkpoint_id}"
+        metadata = {"iteration": str(entry.iteration), "previous": entry.previous_checkpoint_id or ""}
+        metadata["timestamp"] = entry.timestamp
+        self._put(name, b"", metadata)
+
+    def forget_step(self) -> None:
+        """Drop index entries a crashed earlier attempt of this step left (they are being redone)."""
+        prefix = f"{_run_prefix(self.workflow, self.run_id)}checkpoints/{self.step:08d}/"
+        for blob in self._list(prefix):
+            with contextlib.suppress(ResourceNotFoundError):
+                self._container.delete_blob(blob.name)
+
+    def latest_of_step(self) -> str | None:
+        """The newest checkpoint an earlier attempt of this step saved, if any."""
+        entries = [e for e in RunStore(self).checkpoints(self.workflow, self.run_id) if e.step == self.step]
+        return entries[-1].checkpoint_id if entries else None
+
+
+def _run_prefix(workflow: str, run_id: str) -> str:
+    return f"runs/{workflow}/{run_id}/"
+
+
+class RunStore:
+    """Per-run records beside the checkpoints: the checkpoint index, events and answers."""
+
+    def __init__(self, storage: BlobCheckpointStorage) -> None:
+        self.storage = storage
+
+    def checkpoints(self, workflow: str, run_id: str) -> list[CheckpointEntry]:
+        """The run's checkpoints in the order they were made."""
+        prefix = f"{_run_prefix(workflow, run_id)}checkpoints/"
+        entries = []
+        for blob in sorted(self.storage._list(prefix, metadata=True), key=lambda b: b.name):
+            step_text, leaf = blob.name[len(prefix) :].split("/", 1)
+            meta = blob.metadata or {}
+            entries.append(
+                CheckpointEntry(
+                    checkpoint_id=leaf.split("_", 1)[1],
+                    step=int(step_text),
+                    iteration=int(meta.get("iteration", "0")),
+                    timestamp=meta.get("timestamp", ""),
+                    previous_checkpoint_id=meta.get("previous") or None,
+                )
+            )
+        return entries
+
+    def write_events(self, workflow: str, run_id: str, step: int, events: list[Any]) -> None:
+        data = json.dumps(encode_checkpoint_value(events), separators=(",", ":")).encode()
+        self.storage._put(f"{_run_prefix(workflow, run_id)}events/{step:08d}.json", data)
+
+    def read_events(self, workflow: str, run_id: str) -> list[Any]:
+        """Every event of the run, in order (Agent Framework ``WorkflowEvent`` objects)."""
+        prefix = f"{_run_prefix(workflow, run_id)}events/"
+        events: list[Any] = []
+        for blob in sorted(self.storage._list(prefix), key=lambda b: b.name):
+            raw = self.storage._get(blob.name)
+            if raw is not None:
+                events.extend(decode_checkpoint_value(json.loads(raw), allowed_types=self.storage._allowed))
+        return events
+
+    def put_answer(self, workflow: str, run_id: str, request_id: str, answer: Any) -> bool:
+        """Record an answer once. ``False`` when a different answer is already recorded."""
+        name = f"{_run_prefix(workflow, run_id)}answers/{request_id}.json"
+        data = json.dumps({"answer": answer}, sort_keys=True, separators=(",", ":")).encode()
+        self.storage.ensure_container()
+        try:
+            self.storage.container.upload_blob(name, data, overwrite=False)
+            return True
+        except ResourceExistsError:
+            return self.storage._get(name) == data
+
+    def answers(self, workflow: str, run_id: str, request_ids: list[str]) -> dict[str, Any]:
+        """Recorded answers to any of ``request_ids``."""
+        found: dict[str, Any] = {}
+        for request_id in request_ids:
+            raw = self.storage._get(f"{_run_prefix(workflow, run_id)}answers/{request_id}.json")
+            if raw is not None:
+                found[request_id] = json.loads(raw)["answer"]
+        return found

@@ -1,0 +1,15 @@
+"""Every workflow of ``zoo.py`` hosted durably, plus an approval with a short request timeout."""
+
+from datetime import timedelta
+
+from zoo import GRAPH_BUILDERS, approval, functional
+
+from durableagent import AgentFunctionApp
+
+app = AgentFunctionApp(workflows=[build() for build in GRAPH_BUILDERS.values()])
+app.add_workflow(functional)
+
+# The same approval workflow under another name, with a timeout that answers "rejected".
+timed = approval()
+timed.name = "timedapproval"
+app.add_workflow(timed, request_timeout=timedelta(seconds=2), timeout_response=False)
