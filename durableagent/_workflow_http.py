@@ -118,10 +118,10 @@ class WorkflowHttpApi:
         else:
             if "input" not in body:
                 raise RequestError(INVALID_INPUT, "The body needs 'input' (or 'checkpointId' to start from one).")
-            ok, value = coerce_input(spec, body["input"])
-            if not ok:
+            if not coerce_input(spec, body["input"])[0]:
                 raise RequestError(INVALID_INPUT, "The input does not fit the workflow's start executor.")
-            orchestration_input = start_input(encoded_input=encode(value))
+            # The JSON travels as it came; the step converts it (no pickled objects in the history).
+            orchestration_input = start_input(encoded_input=encode(body["input"]))
         if run_id is not None:
             existing = await client.get_status(run_id)
             if existing is not None and existing.runtime_status is not None:

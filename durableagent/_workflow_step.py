@@ -14,10 +14,12 @@ the checkpoint blob and never travel through the orchestration history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from agent_framework import Workflow, WorkflowCheckpoint
 from agent_framework._serialization import make_json_safe
@@ -149,14 +151,12 @@ async def _graph_step(
         runner._previous_checkpoint_id = None  # the genesis snapshot is not part of any run's lineage
         try:
             if checkpoint_id is None:
-                message = decode(request["input"], storage)
-                stream = workflow.run(message, stream=True, checkpoint_storage=storage)
+                message = _start_message(spec, request, storage)
+                stream = _events(workflow, message=message, checkpoint_storage=storage)
             else:
                 responses = await _applicable_answers(storage, checkpoint_id, answers)
-                stream = workflow.run(
-                    stream=True, checkpoint_id=checkpoint_id, checkpoint_storage=storage, responses=responses
-                )
-            async with stream:
+                stream = _events(workflow, checkpoint_id=checkpoint_id, checkpoint_storage=storage, responses=responses)
+            async with contextlib.aclosing(stream):
                 in_superstep = False
                 async for event in stream:
                     # Before the superstep come only restore artefacts, unless the run fails there.
@@ -178,19 +178,34 @@ async def _functional_step(
     events: list[Any] = []
     try:
         if resume_from is None:
-            stream = workflow.run(decode(request["input"], storage), stream=True, checkpoint_storage=storage)
+            stream = _events(workflow, message=_start_message(spec, request, storage), checkpoint_storage=storage)
         else:
             responses = await _applicable_answers(storage, resume_from, answers)
-            stream = workflow.run(
-                stream=True, checkpoint_id=resume_from, checkpoint_storage=storage, responses=responses
-            )
-        async with stream:
+            stream = _events(workflow, checkpoint_id=resume_from, checkpoint_storage=storage, responses=responses)
+        async with contextlib.aclosing(stream):
             async for event in stream:
                 if event.type not in _RUN_LEVEL_EVENTS:
                     events.append(event)
     except Exception as exc:
         return events, _error(exc)
     return events, None
+
+
+def _events(workflow: Workflow | FunctionalWorkflow, **run: Any) -> AsyncGenerator[Any, None]:
+    """The events of ``workflow.run(**run)`` in non-streaming mode, as they happen.
+
+    ``run(stream=True)`` would switch agent executors to streaming (updates instead of one
+    response); a durable run must produce what ``await workflow.run(...)`` produces, so the step
+    iterates the same core generator ``run()`` drains. Our per-workflow lock replaces ``run()``'s
+    concurrent-run guard.
+    """
+    return cast(AsyncGenerator[Any, None], workflow._run_core(streaming=False, **run))
+
+
+def _start_message(spec: WorkflowSpec, request: dict[str, Any], storage: BlobCheckpointStorage) -> Any:
+    raw = decode(request["input"], storage)
+    ok, value = coerce_input(spec, raw)
+    return value if ok else raw  # Agent Framework reports an input its start executor cannot take
 
 
 async def _applicable_answers(

@@ -26,6 +26,7 @@ from agent_framework import (
     WorkflowExecutor,
     executor,
     handler,
+    register_checkpoint_type,
     response_handler,
     step,
     workflow,
@@ -112,6 +113,10 @@ class Ticket:
     amount: int
 
 
+# Objects that cross supersteps live in checkpoints; Agent Framework decodes only allowed types.
+register_checkpoint_type(Ticket)
+
+
 class Intake(Executor):
     @handler
     async def run(self, ticket: Ticket, ctx: WorkflowContext[Ticket]) -> None:
@@ -156,6 +161,9 @@ def routing() -> Workflow:
 @dataclass
 class Draft:
     text: str
+
+
+register_checkpoint_type(Draft)
 
 
 class Writer(Executor):
