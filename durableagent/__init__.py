@@ -9,6 +9,8 @@ from ._orchestration import DurableAgent, DurableAgentResponse
 from ._requests import RequestLimits
 from ._session_id import AgentSessionId
 from ._state import AgentState, StateLimits
+from ._workflow_orchestrator import WorkflowRunError
+from ._workflow_store import BlobCheckpointStorage, CheckpointEntry
 
 __all__ = [
     "AgentCallbackContext",
@@ -18,10 +20,13 @@ __all__ = [
     "AgentSchedule",
     "AgentSessionId",
     "AgentState",
+    "BlobCheckpointStorage",
+    "CheckpointEntry",
     "DurableAgent",
     "DurableAgentError",
     "DurableAgentResponse",
     "RequestLimits",
     "StateLimits",
+    "WorkflowRunError",
     "chat_client_from_settings",
 ]

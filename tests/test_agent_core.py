@@ -47,11 +47,14 @@ def test_export_list_is_pinned() -> None:
         "AgentSchedule",
         "AgentSessionId",
         "AgentState",
+        "BlobCheckpointStorage",
+        "CheckpointEntry",
         "DurableAgent",
         "DurableAgentError",
         "DurableAgentResponse",
         "RequestLimits",
         "StateLimits",
+        "WorkflowRunError",
         "chat_client_from_settings",
     ]
 

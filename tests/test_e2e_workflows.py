@@ -155,3 +155,257 @@ def test_durable_run_equals_in_process_run(host: HostProcess, workflow: str, mes
     assert status["runtimeStatus"] == "Completed", status.get("error")
     assert status["outputs"] == [make_json_safe(o) for o in expected_outputs]
     assert normalized(events) == normalized(expected_events)
+
+
+# -- human in the loop ------------------------------------------------------------------------------
+
+
+def waiting(host: HostProcess, workflow: str, run_id: str) -> dict[str, Any]:
+    return wait_run(host, workflow, run_id, until=lambda s: s["state"] in ("waiting_for_input", "failed", "completed"))
+
+
+def answer(host: HostProcess, workflow: str, run_id: str, request_id: str, value: Any) -> tuple[int, Any]:
+    return call(host, "POST", f"/api/workflows/{workflow}/runs/{run_id}/requests/{request_id}", value)
+
+
+def test_pending_request_is_listed_with_its_data_and_respond_url(host: HostProcess) -> None:
+    run_id = start(host, "approval", {"input": "tea"})["runId"]
+    status = waiting(host, "approval", run_id)
+    assert status["state"] == "waiting_for_input" and status["runtimeStatus"] == "Running"
+    [request] = status["pendingRequests"]
+    assert request["data"] == {"text": "draft about tea"}
+    assert request["sourceExecutor"] == "approver" and request["responseType"] == "bool"
+    assert request["respondUri"].endswith(f"/api/workflows/approval/runs/{run_id}/requests/{request['requestId']}")
+    # A wrong type is refused and changes nothing; the run keeps waiting.
+    code, body = answer(host, "approval", run_id, request["requestId"], {"not": "a bool"})
+    assert (code, body["error"]["code"]) == (400, "invalid_response")
+    # Only runs of that workflow take answers.
+    code, body = answer(host, "sequential", run_id, request["requestId"], True)
+    assert (code, body["error"]["code"]) == (404, "run_not_found")
+    assert waiting(host, "approval", run_id)["pendingRequests"] == [request]
+    code, body = answer(host, "approval", run_id, request["requestId"], True)
+    assert code == 202 and body["status"] == "accepted"
+    # The same answer again is idempotent; a different one is a conflict.
+    assert answer(host, "approval", run_id, request["requestId"], True)[0] in (202, 409)
+    status = wait_run(host, "approval", run_id)
+    assert status["outputs"] == ["published: draft about tea"]
+    # Answering a finished run is a conflict.
+    code, body = answer(host, "approval", run_id, request["requestId"], False)
+    assert (code, body["error"]["code"]) == (409, "run_finished")
+
+
+def test_a_different_second_answer_is_refused(host: HostProcess) -> None:
+    run_id = start(host, "approval", {"input": "coffee"})["runId"]
+    request_id = waiting(host, "approval", run_id)["pendingRequests"][0]["requestId"]
+    # An answer to a request the run has not asked yet is buffered, not refused.
+    assert answer(host, "approval", run_id, "not-yet-asked", True)[0] == 202
+    assert answer(host, "approval", run_id, request_id, False)[0] == 202
+    assert answer(host, "approval", run_id, request_id, False)[0] == 202
+    code, body = answer(host, "approval", run_id, request_id, True)
+    assert (code, body["error"]["code"]) == (409, "request_already_answered")
+    assert wait_run(host, "approval", run_id)["outputs"] == ["rejected: draft about coffee"]
+
+
+def test_an_early_answer_is_buffered_until_the_run_is_idle(host: HostProcess) -> None:
+    # The approver asks in superstep 2 while another branch keeps the run busy for 6 more supersteps.
+    run_id = start(host, "busyapproval", {"input": "news"})["runId"]
+    status = wait_run(
+        host,
+        "busyapproval",
+        run_id,
+        until=lambda s: bool(s["pendingRequests"]) or s["state"] not in ("pending", "running"),
+    )
+    assert status["state"] == "running", status
+    code, _ = answer(host, "busyapproval", run_id, status["pendingRequests"][0]["requestId"], True)
+    assert code == 202
+    final = wait_run(host, "busyapproval", run_id)
+    assert final["runtimeStatus"] == "Completed", final.get("error")
+    assert sorted(final["outputs"]) == ["published: draft about news", "slow branch done"]
+
+
+def test_request_timeout_answers_with_the_timeout_response(host: HostProcess) -> None:
+    run_id = start(host, "timedapproval", {"input": "late"})["runId"]
+    status = wait_run(host, "timedapproval", run_id, timeout=30)
+    assert status["runtimeStatus"] == "Completed", status.get("error")
+    assert status["outputs"] == ["rejected: draft about late"]
+
+
+def test_request_timeout_without_a_timeout_response_fails_the_run(host: HostProcess) -> None:
+    run_id = start(host, "strictapproval", {"input": "late"})["runId"]
+    status = wait_run(host, "strictapproval", run_id, timeout=30)
+    assert status["runtimeStatus"] == "Failed"
+    assert "request_timed_out" in status["error"]["message"]
+
+
+def test_functional_request_and_answer(host: HostProcess) -> None:
+    run_id = start(host, "functional", {"input": "one two"})["runId"]
+    [request] = waiting(host, "functional", run_id)["pendingRequests"]
+    assert request["requestId"] == "publish" and request["data"] == {"question": "publish ONE TWO?"}
+    assert answer(host, "functional", run_id, "publish", False)[0] == 202
+    status = wait_run(host, "functional", run_id)
+    assert status["outputs"] == [{"loud": "ONE TWO", "again": "ONE TWO!", "words": 2, "approved": False}]
+    # one checkpoint per @step, plus the ones at the interruption and at the end
+    assert len(status["checkpoints"]) >= 3
+
+
+# -- checkpoints: list, resume, fork ---------------------------------------------------------------
+
+
+def test_fork_from_a_middle_checkpoint(host: HostProcess) -> None:
+    run_id = start(host, "sequential", {"input": "abc"})["runId"]
+    first = wait_run(host, "sequential", run_id)
+    after_upper = next(c for c in first["checkpoints"] if c["iteration"] == 1)
+    forked = start(host, "sequential", {"checkpointId": after_upper["checkpointId"]})
+    status = wait_run(host, "sequential", forked["runId"])
+    assert status["outputs"] == first["outputs"] == ["done:CBA"]
+    _, body = call(host, "GET", f"/api/workflows/sequential/runs/{forked['runId']}/events")
+    executors = [e.get("executorId") for e in body["events"] if e["type"] == "executor_invoked"]
+    assert executors == ["reverse", "finish"]  # upper is not run again
+    # The fork's checkpoints continue the lineage of the one it started from.
+    assert status["checkpoints"][0]["previousCheckpointId"] == after_upper["checkpointId"]
+
+
+def test_resume_a_waiting_run_from_its_checkpoint_and_answer_there(host: HostProcess) -> None:
+    run_id = start(host, "approval", {"input": "fork"})["runId"]
+    original = waiting(host, "approval", run_id)
+    request_id = original["pendingRequests"][0]["requestId"]
+    resumed = start(host, "approval", {"checkpointId": original["checkpoints"][-1]["checkpointId"]})["runId"]
+    status = waiting(host, "approval", resumed)
+    assert [r["requestId"] for r in status["pendingRequests"]] == [request_id]
+    assert answer(host, "approval", resumed, request_id, True)[0] == 202
+    assert wait_run(host, "approval", resumed)["outputs"] == ["published: draft about fork"]
+    # The original run is untouched by the fork's answer.
+    assert waiting(host, "approval", run_id)["state"] == "waiting_for_input"
+    assert call(host, "POST", f"/api/workflows/approval/runs/{run_id}/terminate", {"reason": "test"})[0] == 202
+
+
+def test_checkpoints_are_readable_with_agent_frameworks_checkpoint_storage(host: HostProcess, azurite: Any) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    from durableagent import BlobCheckpointStorage
+
+    run_id = start(host, "sequential", {"input": "local"})["runId"]
+    status = wait_run(host, "sequential", run_id)
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        "workflow-checkpoints"
+    )
+    storage = BlobCheckpointStorage(container)
+    middle = next(c for c in status["checkpoints"] if c["iteration"] == 2)["checkpointId"]
+    checkpoint = asyncio.run(storage.load(middle))
+    assert checkpoint.workflow_name == "sequential" and checkpoint.iteration_count == 2
+    assert middle in asyncio.run(storage.list_checkpoint_ids(workflow_name="sequential"))
+
+    async def finish_in_process() -> list[Any]:
+        result = await zoo.sequential().run(checkpoint_id=middle, checkpoint_storage=storage)
+        return result.get_outputs()
+
+    assert asyncio.run(finish_in_process()) == ["done:LACOL"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"checkpointId": "no-such-checkpoint"}, 404, "checkpoint_not_found"),
+        ({"checkpointId": "../../etc"}, 404, "checkpoint_not_found"),
+        ({"checkpointId": "x", "input": "y"}, 400, "invalid_request"),
+    ],
+)
+def test_bad_checkpoint_starts(host: HostProcess, body: Any, status: int, code: str) -> None:
+    answer_code, answer_body = call(host, "POST", "/api/workflows/sequential/runs", body)
+    assert (answer_code, answer_body["error"]["code"]) == (status, code)
+
+
+def test_a_checkpoint_of_another_workflow_is_not_found(host: HostProcess) -> None:
+    run_id = start(host, "sequential", {"input": "q"})["runId"]
+    checkpoint_id = wait_run(host, "sequential", run_id)["checkpoints"][1]["checkpointId"]
+    code, body = call(host, "POST", "/api/workflows/fanout/runs", {"checkpointId": checkpoint_id})
+    assert (code, body["error"]["code"]) == (404, "checkpoint_not_found")
+
+
+# -- size: many supersteps keep one execution's history bounded -------------------------------------
+
+
+def test_two_hundred_supersteps_with_bounded_history(host: HostProcess) -> None:
+    run_id = start(host, "looping", {"input": 200})["runId"]
+    status = wait_run(host, "looping", run_id, timeout=240)
+    assert status["runtimeStatus"] == "Completed", status.get("error")
+    assert status["outputs"] == [200] and status["step"] == 200
+    _, _, raw = host.request("GET", f"/runtime/webhooks/durabletask/instances/{run_id}?showHistory=true")
+    history = json.loads(raw)["historyEvents"]
+    size = len(json.dumps(history))
+    print(f"\n200 supersteps: history of the last execution has {len(history)} events, {size} bytes")
+    assert len(history) <= 3 * 50 + 10  # one continue-as-new per 50 supersteps
+    assert len(status["checkpoints"]) == 201
+
+
+# -- errors, waiting, failure, termination ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/api/workflows/nope/runs", {"input": "x"}, 404, "workflow_not_found"),
+        ("/api/workflows/sequential/runs", b"{not json", 400, "invalid_json"),
+        ("/api/workflows/sequential/runs", [1, 2], 400, "invalid_json"),
+        ("/api/workflows/sequential/runs", {}, 400, "invalid_input"),
+        ("/api/workflows/sequential/runs", {"input": 42}, 400, "invalid_input"),
+        ("/api/workflows/routing/runs", {"input": "not a ticket"}, 400, "invalid_input"),
+        ("/api/workflows/sequential/runs", {"input": "x", "runId": "has space"}, 400, "invalid_request"),
+        ("/api/workflows/sequential/runs", {"input": "x", "runId": 7}, 400, "invalid_request"),
+        ("/api/workflows/sequential/runs", {"input": "x", "timeoutSeconds": "soon"}, 400, "invalid_request"),
+        ("/api/workflows/sequential/runs", {"input": "x", "waitForCompletion": "yes"}, 400, "invalid_request"),
+        ("/api/workflows/sequential/runs/unknown-run", None, 404, "run_not_found"),
+    ],
+)
+def test_bad_requests_get_stable_codes(host: HostProcess, path: str, body: Any, status: int, code: str) -> None:
+    method = "GET" if path.endswith("unknown-run") else "POST"
+    answer_code, answer_body = call(host, method, path, body)
+    assert (answer_code, answer_body["error"]["code"]) == (status, code), answer_body
+
+
+def test_bad_requests_start_nothing(host: HostProcess) -> None:
+    for body in (
+        {"runId": "bad-run-1"},
+        {"input": 5, "runId": "bad-run-2"},
+        {"input": "x", "runId": "bad-run-3", "timeoutSeconds": 0},
+    ):
+        assert call(host, "POST", "/api/workflows/sequential/runs", body)[0] == 400
+    for run_id in ("bad-run-1", "bad-run-2", "bad-run-3"):
+        assert call(host, "GET", f"/api/workflows/sequential/runs/{run_id}")[0] == 404
+
+
+def test_wait_for_completion_and_custom_run_id(host: HostProcess) -> None:
+    code, body = call(host, "POST", "/api/workflows/sequential/runs?wait=true", {"input": "w", "runId": "my-run-1"})
+    assert code == 200 and body["runId"] == "my-run-1" and body["outputs"] == ["done:W"]
+    code, body = call(host, "POST", "/api/workflows/sequential/runs", {"input": "w", "runId": "my-run-1"})
+    assert (code, body["error"]["code"]) == (409, "run_exists")
+    # A waiting run answers when it needs input, with the request to answer.
+    code, body = call(host, "POST", "/api/workflows/approval/runs", {"input": "w", "waitForCompletion": True})
+    assert code == 200 and body["state"] == "waiting_for_input" and body["pendingRequests"]
+    call(host, "POST", f"/api/workflows/approval/runs/{body['runId']}/terminate")
+
+
+def test_an_executor_failure_fails_the_run(host: HostProcess) -> None:
+    run_id = start(host, "failing", {"input": "boom"})["runId"]
+    status = wait_run(host, "failing", run_id)
+    assert status["runtimeStatus"] == "Failed"
+    assert "cannot handle boom" in status["error"]["message"]
+    _, body = call(host, "GET", f"/api/workflows/failing/runs/{run_id}/events")
+    assert [e["type"] for e in body["events"]][-2:] == ["executor_failed", "failed"]
+
+
+def test_terminate(host: HostProcess) -> None:
+    run_id = start(host, "approval", {"input": "stop"})["runId"]
+    waiting(host, "approval", run_id)
+    code, body = call(host, "POST", f"/api/workflows/approval/runs/{run_id}/terminate", {"reason": "no longer needed"})
+    assert code == 202, body
+    assert wait_run(host, "approval", run_id)["runtimeStatus"] == "Terminated"
+    code, body = call(host, "POST", f"/api/workflows/approval/runs/{run_id}/terminate")
+    assert (code, body["error"]["code"]) == (409, "run_finished")
+
+
+def test_health_lists_workflows(host: HostProcess) -> None:
+    code, body = call(host, "GET", "/api/health")
+    assert code == 200
+    kinds = {w["name"]: w["type"] for w in body["workflows"]}
+    assert kinds["sequential"] == "graph" and kinds["functional"] == "functional"

@@ -13,3 +13,8 @@ app.add_workflow(functional)
 timed = approval()
 timed.name = "timedapproval"
 app.add_workflow(timed, request_timeout=timedelta(seconds=2), timeout_response=False)
+
+# Without a timeout answer, a request that times out fails the run.
+strict = approval()
+strict.name = "strictapproval"
+app.add_workflow(strict, request_timeout=timedelta(seconds=1))
