@@ -2,12 +2,13 @@
 
 from datetime import timedelta
 
-from zoo import GRAPH_BUILDERS, approval, functional
+from zoo import GRAPH_BUILDERS, approval, functional, slow_steps
 
 from durableagent import AgentFunctionApp
 
 app = AgentFunctionApp(workflows=[build() for build in GRAPH_BUILDERS.values()])
 app.add_workflow(functional)
+app.add_workflow(slow_steps)
 
 # The same approval workflow under another name, with a timeout that answers "rejected".
 timed = approval()

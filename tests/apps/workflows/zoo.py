@@ -7,6 +7,7 @@ The durable app registers them; the differential tests also run each one in-proc
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +239,53 @@ def looping() -> Workflow:
     )
 
 
+# -- crash tests: slow steps that log every execution ------------------------------------------
+
+
+def _log_tick(line: str) -> None:
+    path = os.environ.get("TICK_LOG")
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Tick(Executor):
+    @handler
+    async def run(self, remaining: int, ctx: WorkflowContext[int, int]) -> None:
+        await asyncio.sleep(float(os.environ.get("TICK_SECONDS", "0")))
+        _log_tick(f"graph {remaining}")
+        ctx.set_state("ticks", ctx.get_state("ticks", 0) + 1)
+        if remaining > 1:
+            await ctx.send_message(remaining - 1)
+        else:
+            await ctx.yield_output(ctx.get_state("ticks"))
+
+
+def ticking() -> Workflow:
+    tick = Tick(id="tick")
+    return WorkflowBuilder(name="ticking", start_executor=tick, max_iterations=1000).add_edge(tick, tick).build()
+
+
+@step
+async def slow_square(i: int) -> int:
+    await asyncio.sleep(float(os.environ.get("TICK_SECONDS", "0")))
+    _log_tick(f"step {i}")
+    return i * i
+
+
+@workflow(name="slowsteps")
+async def slow_steps(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await slow_square(i)
+    return total
+
+
 # -- failure ----------------------------------------------------------------------------------------
 
 
@@ -323,4 +371,5 @@ GRAPH_BUILDERS: dict[str, Callable[[], Workflow]] = {
     "failing": failing,
     "nested": nested,
     "agents": agents,
+    "ticking": ticking,
 }
