@@ -38,15 +38,9 @@ from ._requests import RequestLimits, is_queue_name
 from ._session_id import entity_name_for
 from ._state import StateLimits
 from ._transcript import DEFAULT_CONTAINER, TranscriptStore
-from ._workflow_http import WorkflowHttpApi
-from ._workflow_orchestrator import (
-    answers_activity_name,
-    orchestrate,
-    orchestrator_name,
-    start_input,
-    step_activity_name,
-)
-from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec, encode, read_answers, run_step
+from ._workflow_http import WorkflowHttpApi, start_run
+from ._workflow_orchestrator import answers_activity_name, orchestrate, orchestrator_name, step_activity_name
+from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec, read_answers, run_step
 from ._workflow_store import DEFAULT_CONTAINER as CHECKPOINT_CONTAINER
 from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore
 
@@ -297,12 +291,8 @@ class AgentFunctionApp(df.DFApp):
     ) -> str:
         """Start a run of a registered workflow from ``input`` or from a checkpoint; returns the run id."""
         spec = self._workflow_spec(name)
-        if checkpoint_id is not None:
-            return str(
-                await client.start_new(orchestrator_name(spec.name), run_id, start_input(checkpoint_id=checkpoint_id))
-            )
-        return str(
-            await client.start_new(orchestrator_name(spec.name), run_id, start_input(encoded_input=encode(input)))
+        return await start_run(
+            client, spec, self.checkpoint_storage(), input, checkpoint_id=checkpoint_id, run_id=run_id
         )
 
     def run_checkpoints(self, name: str, run_id: str) -> list[CheckpointEntry]:

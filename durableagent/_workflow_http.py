@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -43,7 +44,7 @@ from ._errors import (
 from ._http_api import error_response, json_response
 from ._requests import parse_bool, parse_json_object
 from ._workflow_orchestrator import ANSWER_EVENT, orchestrator_name, start_input
-from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, decode, describe_request, encode
+from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, pack, unpack
 from ._workflow_store import BlobCheckpointStorage, RunStore, is_safe_id
 
 _log = logging.getLogger("durableagent.http")
@@ -114,19 +115,19 @@ class WorkflowHttpApi:
             if "input" in body:
                 raise RequestError(INVALID_REQUEST, "Give either 'input' or 'checkpointId', not both.")
             await self._check_checkpoint(spec, storage, checkpoint_id)
-            orchestration_input = start_input(checkpoint_id=checkpoint_id)
         else:
             if "input" not in body:
                 raise RequestError(INVALID_INPUT, "The body needs 'input' (or 'checkpointId' to start from one).")
             if not coerce_input(spec, body["input"])[0]:
                 raise RequestError(INVALID_INPUT, "The input does not fit the workflow's start executor.")
-            # The JSON travels as it came; the step converts it (no pickled objects in the history).
-            orchestration_input = start_input(encoded_input=encode(body["input"]))
         if run_id is not None:
             existing = await client.get_status(run_id)
             if existing is not None and existing.runtime_status is not None:
                 raise RequestError(RUN_EXISTS, f"A run with id '{run_id}' already exists.")
-        instance_id = await client.start_new(orchestrator_name(spec.name), run_id, orchestration_input)
+        # The JSON input travels as it came; the step converts it (no pickled objects in the history).
+        instance_id = await start_run(
+            client, spec, storage, body.get("input"), checkpoint_id=checkpoint_id, run_id=run_id
+        )
         if not wait:
             return json_response(self._links(req, spec, instance_id, {"runtimeStatus": "Pending"}), status=202)
         status = await _wait_until_settled(client, instance_id, timeout)
@@ -172,7 +173,9 @@ class WorkflowHttpApi:
         }
         output = status.output
         if runtime == "Completed" and isinstance(output, dict):
-            body["outputs"] = [make_json_safe(decode(o, storage)) for o in output.get("outputs", [])]
+            outputs = output.get("outputs", [])
+            values = await asyncio.to_thread(lambda: [unpack(o, storage, spec.name, run_id) for o in outputs])
+            body["outputs"] = [make_json_safe(v) for v in values]
             body["step"] = output.get("steps", body["step"])
         elif runtime == "Failed":
             body["error"] = {"code": "workflow_failed", "message": str(output)}
@@ -255,6 +258,25 @@ class WorkflowHttpApi:
         spec, status = await self._owned_status(req, client)
         events = await asyncio.to_thread(RunStore(self._storage()).read_events, spec.name, status.instance_id)
         return json_response({"runId": status.instance_id, "events": [event_json(e) for e in events]})
+
+
+async def start_run(
+    client: df.DurableOrchestrationClient,
+    spec: WorkflowSpec,
+    storage: BlobCheckpointStorage,
+    value: Any = None,
+    *,
+    checkpoint_id: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Start a run from ``value`` (packed: a large input goes by reference) or from a checkpoint."""
+    run_id = run_id or uuid.uuid4().hex
+    if checkpoint_id is not None:
+        orchestration_input = start_input(checkpoint_id=checkpoint_id)
+    else:
+        packed = await asyncio.to_thread(pack, value, storage, spec.name, run_id, "input")
+        orchestration_input = start_input(packed_input=packed)
+    return str(await client.start_new(orchestrator_name(spec.name), run_id, orchestration_input))
 
 
 def event_json(event: Any) -> dict[str, Any]:

@@ -34,9 +34,9 @@ class WorkflowRunError(Exception):
     """A workflow run failed: an executor raised, the run did not converge, or a request timed out."""
 
 
-def start_input(encoded_input: Any = None, checkpoint_id: str | None = None) -> dict[str, Any]:
-    """The orchestration input of a new run (from a message, or from an existing checkpoint)."""
-    return {"input": encoded_input, "checkpointId": checkpoint_id, "step": 0, "outputs": [], "since": {}}
+def start_input(packed_input: dict[str, Any] | None = None, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The orchestration input of a new run (from a packed message, or from an existing checkpoint)."""
+    return {"input": packed_input, "checkpointId": checkpoint_id, "step": 0, "outputs": [], "since": {}}
 
 
 def orchestrate(context: Any, spec: WorkflowSpec) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -61,13 +62,31 @@ class WorkflowSpec:
         return FunctionalWorkflow(wf._func, name=wf.name, description=wf.description)
 
 
-def encode(value: Any) -> Any:
-    """JSON for the orchestration history; non-JSON objects go through Agent Framework's codec."""
-    return encode_checkpoint_value(value)
+# Inputs and outputs larger than this travel through the history as a blob reference.
+INLINE_PAYLOAD_BYTES = 16 * 1024
 
 
-def decode(value: Any, storage: BlobCheckpointStorage) -> Any:
-    return decode_checkpoint_value(value, allowed_types=storage._allowed)
+def pack(value: Any, storage: BlobCheckpointStorage, workflow: str, run_id: str, name: str) -> dict[str, Any]:
+    """A value as it crosses the orchestration history: ``{"inline": …}`` or ``{"blob": name}``.
+
+    Objects that are not JSON go through Agent Framework's checkpoint codec (which also wraps any
+    dict that looks like a codec envelope, so caller JSON can never be taken for a pickle).
+    """
+    encoded = encode_checkpoint_value(value)
+    data = json.dumps(encoded, separators=(",", ":")).encode()
+    if len(data) <= INLINE_PAYLOAD_BYTES:
+        return {"inline": encoded}
+    RunStore(storage).put_payload(workflow, run_id, name, data)
+    return {"blob": name}
+
+
+def unpack(packed: dict[str, Any], storage: BlobCheckpointStorage, workflow: str, run_id: str) -> Any:
+    """The value ``pack`` wrapped."""
+    if "blob" in packed:
+        encoded = json.loads(RunStore(storage).get_payload(workflow, run_id, str(packed["blob"])))
+    else:
+        encoded = packed.get("inline")
+    return decode_checkpoint_value(encoded, allowed_types=storage._allowed)
 
 
 def describe_request(event: Any) -> dict[str, Any]:
@@ -120,12 +139,16 @@ async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: 
     checkpoint = scoped.saved[-1] if scoped.saved else None
     pending = dict(checkpoint.pending_request_info_events) if checkpoint else {}
     await asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events)
+    values = [e.data for e in events if e.type == "output"]
+    outputs = await asyncio.to_thread(
+        lambda: [pack(v, storage, spec.name, run_id, f"output-{step:08d}-{i}") for i, v in enumerate(values)]
+    )
     return {
         "checkpointId": checkpoint.checkpoint_id if checkpoint else request.get("checkpointId"),
         "iteration": checkpoint.iteration_count if checkpoint else None,
         "hasMessages": bool(checkpoint and any(checkpoint.messages.values())) and error is None,
         "pending": {rid: describe_request(ev) for rid, ev in pending.items()},
-        "outputs": [encode(e.data) for e in events if e.type == "output"],
+        "outputs": outputs,
         "eventCount": len(events),
         "error": error,
     }
@@ -203,7 +226,7 @@ def _events(workflow: Workflow | FunctionalWorkflow, **run: Any) -> AsyncGenerat
 
 
 def _start_message(spec: WorkflowSpec, request: dict[str, Any], storage: BlobCheckpointStorage) -> Any:
-    raw = decode(request["input"], storage)
+    raw = unpack(request["input"], storage, spec.name, str(request["runId"]))
     ok, value = coerce_input(spec, raw)
     return value if ok else raw  # Agent Framework reports an input its start executor cannot take
 

@@ -11,6 +11,7 @@ Layout (one container):
   ``runs/<workflow>/<run>/checkpoints/<step>/<ts>_<id>``   index entry, metadata: iteration, previous
   ``runs/<workflow>/<run>/events/<step>.json``             the events of one step
   ``runs/<workflow>/<run>/answers/<request id>.json``      an answer to a human-in-the-loop request
+  ``runs/<workflow>/<run>/payloads/<name>.json``           a large input or output, by reference
 """
 
 from __future__ import annotations
@@ -321,3 +322,12 @@ class RunStore:
             if raw is not None:
                 found[request_id] = json.loads(raw)["answer"]
         return found
+
+    def put_payload(self, workflow: str, run_id: str, name: str, data: bytes) -> None:
+        self.storage._put(f"{_run_prefix(workflow, run_id)}payloads/{name}.json", data)
+
+    def get_payload(self, workflow: str, run_id: str, name: str) -> bytes:
+        raw = self.storage._get(f"{_run_prefix(workflow, run_id)}payloads/{name}.json")
+        if raw is None:
+            raise WorkflowCheckpointException(f"payload '{name}' of run '{run_id}' is missing")
+        return raw

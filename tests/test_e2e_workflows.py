@@ -409,3 +409,32 @@ def test_health_lists_workflows(host: HostProcess) -> None:
     assert code == 200
     kinds = {w["name"]: w["type"] for w in body["workflows"]}
     assert kinds["sequential"] == "graph" and kinds["functional"] == "functional"
+
+
+# -- size: large inputs and outputs travel by reference --------------------------------------------
+
+
+def test_large_input_and_output_travel_by_reference(host: HostProcess) -> None:
+    text = "abcdefgh" * 8000  # 64 KB
+    run_id = start(host, "sequential", {"input": text})["runId"]
+    status = wait_run(host, "sequential", run_id)
+    assert status["outputs"] == [f"done:{text.upper()[::-1]}"]
+    _, _, raw = host.request("GET", f"/runtime/webhooks/durabletask/instances/{run_id}?showHistory=true&showInput=true")
+    assert len(raw) < 16 * 1024, len(raw)  # neither the input nor the output is in the history
+
+
+# -- the Python API ----------------------------------------------------------------------------------
+
+
+def test_python_api_starts_runs_and_reads_checkpoints_and_events(host: HostProcess) -> None:
+    code, body = call(host, "POST", "/api/python/sequential/runs", {"input": "py"})
+    assert code == 200
+    run_id = body["runId"]
+    status = wait_run(host, "sequential", run_id)
+    assert status["outputs"] == ["done:YP"]
+    code, body = call(host, "GET", f"/api/python/sequential/runs/{run_id}")
+    assert body["checkpoints"] == status["checkpoints"]
+    assert body["eventTypes"][0] == "superstep_started" and "output" in body["eventTypes"]
+    fork_from = status["checkpoints"][2]["checkpointId"]
+    code, body = call(host, "POST", "/api/python/sequential/runs", {"checkpointId": fork_from})
+    assert wait_run(host, "sequential", body["runId"])["outputs"] == ["done:YP"]
