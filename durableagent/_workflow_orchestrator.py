@@ -81,7 +81,12 @@ def _wait_for_answers(
 ) -> Any:
     """Answers to some of the pending requests: recorded ones, announced ones, or timeout answers."""
     while True:
-        lookup = {"workflow": spec.name, "runId": context.instance_id, "requestIds": sorted(pending)}
+        lookup = {
+            "workflow": spec.name,
+            "runId": context.instance_id,
+            "requestIds": sorted(pending),
+            "checkpointId": result["checkpointId"],
+        }
         recorded = yield context.call_activity(answers_activity_name(spec.name), lookup)
         if recorded:
             return recorded

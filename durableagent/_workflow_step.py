@@ -258,5 +258,24 @@ def _error(exc: BaseException) -> dict[str, Any]:
 
 
 def read_answers(storage: BlobCheckpointStorage, request: dict[str, Any]) -> dict[str, Any]:
-    """Activity body: answers already recorded for the pending requests of a run."""
-    return RunStore(storage).answers(str(request["workflow"]), str(request["runId"]), list(request["requestIds"]))
+    """Activity body: usable answers already recorded for the pending requests of a run.
+
+    An answer recorded before its request was pending could not be checked then; one that does not
+    fit the request's response type is dropped here (so a correct one can be given), never handed
+    to the run, where it would be ignored and asked for again forever.
+    """
+    store = RunStore(storage)
+    workflow, run_id = str(request["workflow"]), str(request["runId"])
+    recorded = store.answers(workflow, run_id, list(request["requestIds"]))
+    if not recorded:
+        return {}
+    pending = storage.load_sync(str(request["checkpointId"])).pending_request_info_events
+    usable: dict[str, Any] = {}
+    for request_id, answer in recorded.items():
+        event = pending.get(request_id)
+        if event is not None and coerce_answer(event, answer)[0]:
+            usable[request_id] = answer
+        else:
+            _log.warning("recorded answer to request %s does not fit it; dropped", request_id)
+            store.drop_answer(workflow, run_id, request_id)
+    return usable

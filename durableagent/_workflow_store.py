@@ -314,6 +314,10 @@ class RunStore:
         except ResourceExistsError:
             return self.storage._get(name) == data
 
+    def drop_answer(self, workflow: str, run_id: str, request_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.storage.container.delete_blob(f"{_run_prefix(workflow, run_id)}answers/{request_id}.json")
+
     def answers(self, workflow: str, run_id: str, request_ids: list[str]) -> dict[str, Any]:
         """Recorded answers to any of ``request_ids``."""
         found: dict[str, Any] = {}

@@ -438,3 +438,19 @@ def test_python_api_starts_runs_and_reads_checkpoints_and_events(host: HostProce
     fork_from = status["checkpoints"][2]["checkpointId"]
     code, body = call(host, "POST", "/api/python/sequential/runs", {"checkpointId": fork_from})
     assert wait_run(host, "sequential", body["runId"])["outputs"] == ["done:YP"]
+
+
+def test_an_answer_given_before_the_request_is_asked_is_used(host: HostProcess) -> None:
+    run_id = start(host, "lateask", {"input": 1.0})["runId"]
+    code, _ = answer(host, "lateask", run_id, "go", True)  # the run is still in its first step
+    assert code == 202
+    assert wait_run(host, "lateask", run_id)["outputs"] == ["went"]
+
+
+def test_an_early_answer_that_does_not_fit_is_dropped_and_a_good_one_still_works(host: HostProcess) -> None:
+    run_id = start(host, "lateask", {"input": 1.0})["runId"]
+    assert answer(host, "lateask", run_id, "go", "maybe")[0] == 202  # cannot be checked yet
+    status = waiting(host, "lateask", run_id)
+    assert status["state"] == "waiting_for_input"  # the misfit answer was dropped, not used
+    assert answer(host, "lateask", run_id, "go", False)[0] == 202
+    assert wait_run(host, "lateask", run_id)["outputs"] == ["stayed"]

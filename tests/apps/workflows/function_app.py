@@ -5,13 +5,14 @@ from datetime import timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
-from zoo import GRAPH_BUILDERS, approval, functional, slow_steps
+from zoo import GRAPH_BUILDERS, approval, functional, late_ask, slow_steps
 
 from durableagent import AgentFunctionApp
 
 app = AgentFunctionApp(workflows=[build() for build in GRAPH_BUILDERS.values()])
 app.add_workflow(functional)
 app.add_workflow(slow_steps)
+app.add_workflow(late_ask)
 
 # The same approval workflow under another name, with a timeout that answers "rejected".
 timed = approval()

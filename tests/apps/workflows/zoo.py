@@ -361,6 +361,20 @@ async def functional(text: str, ctx: RunContext) -> dict[str, Any]:
     return {"loud": loud, "again": again, "words": ctx.get_state("words"), "approved": approved}
 
 
+@step
+async def pause(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@workflow(name="lateask")
+async def late_ask(seconds: float, ctx: RunContext) -> str:
+    """Asks a question with a known request id after a pause, so answers can come early."""
+    await pause(seconds)
+    go = await ctx.request_info({"question": "go?"}, response_type=bool, request_id="go")
+    return "went" if go else "stayed"
+
+
 GRAPH_BUILDERS: dict[str, Callable[[], Workflow]] = {
     "sequential": sequential,
     "fanout": fan_out_in,
