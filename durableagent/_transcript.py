@@ -7,40 +7,21 @@ operation finds the blob of its correlation id and reuses it instead of calling 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 if TYPE_CHECKING:
     # The blob SDK costs ~80 ms to import: loaded only when a transcript is first touched.
-    from azure.storage.blob import BlobServiceClient, ContainerClient
+    from azure.storage.blob import ContainerClient
 
+from ._blobs import ContainerOnce, service_from_environment
 from ._session_id import AgentSessionId, entity_name_for
 
 DEFAULT_CONTAINER = "agent-transcripts"
 _READ_WORKERS = 8
-
-
-def _service_from_environment(setting: str) -> BlobServiceClient:
-    """A blob client from a Functions connection setting: a connection string or identity-based URIs."""
-    from azure.storage.blob import BlobServiceClient
-
-    connection = os.environ.get(setting)
-    if connection:
-        return BlobServiceClient.from_connection_string(connection)
-    uri = os.environ.get(f"{setting}__blobServiceUri") or os.environ.get(f"{setting}__serviceUri")
-    if not uri:
-        raise RuntimeError(f"no storage configured for transcripts: set '{setting}' or '{setting}__blobServiceUri'")
-    from azure.identity import DefaultAzureCredential
-
-    client_id = os.environ.get(f"{setting}__clientId")
-    credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-    return BlobServiceClient(uri, credential=credential)
 
 
 class TranscriptStore:
@@ -48,28 +29,21 @@ class TranscriptStore:
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
-        self._created = False
-        self._lock = threading.Lock()
+        self._once = ContainerOnce(container)
         self._pool = ThreadPoolExecutor(max_workers=_READ_WORKERS, thread_name_prefix="durableagent-transcript")
 
     @classmethod
     def from_environment(
         cls, setting: str = "AzureWebJobsStorage", container: str = DEFAULT_CONTAINER
     ) -> TranscriptStore:
-        return cls(_service_from_environment(setting).get_container_client(container))
+        return cls(service_from_environment(setting).get_container_client(container))
 
     @staticmethod
     def blob_name(session: AgentSessionId, turn: int) -> str:
         return f"{_prefix(session)}{turn:010d}.json"
 
     def _ensure_container(self) -> None:
-        if self._created:
-            return
-        with self._lock:
-            if not self._created:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
-                self._created = True
+        self._once.ensure()
 
     def write_turn(self, session: AgentSessionId, turn: int, record: dict[str, Any]) -> None:
         """Store (or replace) the record of one turn."""

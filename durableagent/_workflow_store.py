@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import re
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -30,7 +29,7 @@ from agent_framework._workflows._checkpoint_encoding import decode_checkpoint_va
 from agent_framework.exceptions import WorkflowCheckpointException
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from ._transcript import _service_from_environment
+from ._blobs import ContainerOnce, service_from_environment
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -81,8 +80,7 @@ class BlobCheckpointStorage:
     def __init__(self, container: ContainerClient, *, allowed_checkpoint_types: list[str] | None = None) -> None:
         self._container = container
         self._allowed = frozenset(allowed_checkpoint_types or [])
-        self._created = False
-        self._lock = threading.Lock()
+        self._once = ContainerOnce(container)
 
     @classmethod
     def from_environment(
@@ -93,7 +91,7 @@ class BlobCheckpointStorage:
         allowed_checkpoint_types: list[str] | None = None,
     ) -> BlobCheckpointStorage:
         """Storage on the account named by a Functions connection setting."""
-        client = _service_from_environment(setting).get_container_client(container)
+        client = service_from_environment(setting).get_container_client(container)
         return cls(client, allowed_checkpoint_types=allowed_checkpoint_types)
 
     @property
@@ -101,13 +99,7 @@ class BlobCheckpointStorage:
         return self._container
 
     def ensure_container(self) -> None:
-        if self._created:
-            return
-        with self._lock:
-            if not self._created:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
-                self._created = True
+        self._once.ensure()
 
     # CheckpointStorage protocol ------------------------------------------------------------------
 
@@ -222,7 +214,7 @@ class RunCheckpointStorage(BlobCheckpointStorage):
 
     def __init__(self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int) -> None:
         super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
-        self._created = parent._created
+        self._once = parent._once
         self.workflow = workflow
         self.run_id = run_id
         self.step = step
