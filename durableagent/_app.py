@@ -7,6 +7,7 @@ one would orphan the state of existing sessions); ``tests/test_agent_app.py`` pi
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -260,6 +261,14 @@ class AgentFunctionApp(df.DFApp):
             raise AgentRegistrationError("supersteps_per_execution must be at least 1.")
         if request_timeout is not None and request_timeout <= timedelta(0):
             raise AgentRegistrationError("request_timeout must be positive.")
+        if timeout_response is not FAIL_ON_TIMEOUT:
+            try:
+                json.dumps(timeout_response)
+            except (TypeError, ValueError) as exc:
+                raise AgentRegistrationError(
+                    "timeout_response must be JSON, like an answer over HTTP (it is converted to the "
+                    "request's response type the same way)."
+                ) from exc
         spec = WorkflowSpec(
             name=name,
             workflow=workflow,

@@ -114,7 +114,6 @@ class WorkflowHttpApi:
         if checkpoint_id is not None:
             if "input" in body:
                 raise RequestError(INVALID_REQUEST, "Give either 'input' or 'checkpointId', not both.")
-            await self._check_checkpoint(spec, storage, checkpoint_id)
         else:
             if "input" not in body:
                 raise RequestError(INVALID_INPUT, "The body needs 'input' (or 'checkpointId' to start from one).")
@@ -133,21 +132,6 @@ class WorkflowHttpApi:
         status = await _wait_until_settled(client, instance_id, timeout)
         body_out = await self._status_body(req, spec, status)
         return json_response(body_out, status=200 if _settled(status) else 202)
-
-    async def _check_checkpoint(self, spec: WorkflowSpec, storage: BlobCheckpointStorage, checkpoint_id: Any) -> None:
-        if not isinstance(checkpoint_id, str) or not is_safe_id(checkpoint_id):
-            raise RequestError(CHECKPOINT_NOT_FOUND, "No such checkpoint.", field="checkpointId")
-        try:
-            checkpoint = await storage.load(checkpoint_id)
-        except WorkflowCheckpointException as exc:
-            raise RequestError(CHECKPOINT_NOT_FOUND, f"No checkpoint '{checkpoint_id}'.") from exc
-        if checkpoint.workflow_name != spec.workflow.name:
-            raise RequestError(CHECKPOINT_NOT_FOUND, f"Workflow '{spec.name}' has no checkpoint '{checkpoint_id}'.")
-        if checkpoint.graph_signature_hash != _signature(spec):
-            raise RequestError(
-                CHECKPOINT_INCOMPATIBLE,
-                f"Checkpoint '{checkpoint_id}' was made by a different version of workflow '{spec.name}'.",
-            )
 
     # GET workflows/{name}/runs/{runId} ------------------------------------------------------------
 
@@ -260,6 +244,23 @@ class WorkflowHttpApi:
         return json_response({"runId": status.instance_id, "events": [event_json(e) for e in events]})
 
 
+async def check_checkpoint(spec: WorkflowSpec, storage: BlobCheckpointStorage, checkpoint_id: Any) -> None:
+    """Refuse a checkpoint that does not exist, belongs to another workflow or another version of it."""
+    if not isinstance(checkpoint_id, str) or not is_safe_id(checkpoint_id):
+        raise RequestError(CHECKPOINT_NOT_FOUND, "No such checkpoint.", field="checkpointId")
+    try:
+        checkpoint = await storage.load(checkpoint_id)
+    except WorkflowCheckpointException as exc:
+        raise RequestError(CHECKPOINT_NOT_FOUND, f"No checkpoint '{checkpoint_id}'.") from exc
+    if checkpoint.workflow_name != spec.workflow.name:
+        raise RequestError(CHECKPOINT_NOT_FOUND, f"Workflow '{spec.name}' has no checkpoint '{checkpoint_id}'.")
+    if checkpoint.graph_signature_hash != _signature(spec):
+        raise RequestError(
+            CHECKPOINT_INCOMPATIBLE,
+            f"Checkpoint '{checkpoint_id}' was made by a different version of workflow '{spec.name}'.",
+        )
+
+
 async def start_run(
     client: df.DurableOrchestrationClient,
     spec: WorkflowSpec,
@@ -269,9 +270,14 @@ async def start_run(
     checkpoint_id: str | None = None,
     run_id: str | None = None,
 ) -> str:
-    """Start a run from ``value`` (packed: a large input goes by reference) or from a checkpoint."""
+    """Start a run from ``value`` (packed: a large input goes by reference) or from a checkpoint.
+
+    Raises:
+        RequestError: The checkpoint does not exist, or is of another workflow or version.
+    """
     run_id = run_id or uuid.uuid4().hex
     if checkpoint_id is not None:
+        await check_checkpoint(spec, storage, checkpoint_id)
         orchestration_input = start_input(checkpoint_id=checkpoint_id)
     else:
         packed = await asyncio.to_thread(pack, value, storage, spec.name, run_id, "input")

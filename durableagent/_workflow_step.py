@@ -234,7 +234,11 @@ def _start_message(spec: WorkflowSpec, request: dict[str, Any], storage: BlobChe
 async def _applicable_answers(
     storage: BlobCheckpointStorage, checkpoint_id: str, answers: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """The answers that fit a pending request of the checkpoint, converted to its response type."""
+    """The answers converted to their requests' response types.
+
+    Answers from HTTP were checked before they got here, so a misfit can only be a configured
+    ``timeout_response``: that fails the step (running on without it would wait forever).
+    """
     if not answers:
         return None
     checkpoint = await storage.load(checkpoint_id)
@@ -245,10 +249,12 @@ async def _applicable_answers(
         if event is None:
             continue
         ok, value = coerce_answer(event, answer)
-        if ok:
-            applicable[request_id] = value
-        else:
-            _log.warning("answer to request %s does not fit %s; ignored", request_id, event.response_type)
+        if not ok:
+            raise ValueError(
+                f"invalid_answer: the answer to request '{request_id}' does not fit its response type "
+                f"{_type_name(event.response_type)}"
+            )
+        applicable[request_id] = value
     return applicable or None
 
 

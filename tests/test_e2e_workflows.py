@@ -237,6 +237,14 @@ def test_request_timeout_without_a_timeout_response_fails_the_run(host: HostProc
     assert "request_timed_out" in status["error"]["message"]
 
 
+def test_a_timeout_response_that_does_not_fit_fails_the_run(host: HostProcess) -> None:
+    run_id = start(host, "misfitapproval", {"input": "late"})["runId"]
+    status = wait_run(host, "misfitapproval", run_id, timeout=30)
+    assert status["runtimeStatus"] == "Failed"
+    assert "invalid_answer" in status["error"]["message"]
+    assert status["step"] <= 3  # failed at once, not a loop of retries
+
+
 def test_functional_request_and_answer(host: HostProcess) -> None:
     run_id = start(host, "functional", {"input": "one two"})["runId"]
     [request] = waiting(host, "functional", run_id)["pendingRequests"]
@@ -438,6 +446,11 @@ def test_python_api_starts_runs_and_reads_checkpoints_and_events(host: HostProce
     fork_from = status["checkpoints"][2]["checkpointId"]
     code, body = call(host, "POST", "/api/python/sequential/runs", {"checkpointId": fork_from})
     assert wait_run(host, "sequential", body["runId"])["outputs"] == ["done:YP"]
+    # The Python API checks checkpoints as the HTTP route does.
+    code, body = call(host, "POST", "/api/python/sequential/runs", {"checkpointId": "no-such-checkpoint"})
+    assert code == 400 and "No checkpoint" in body["refused"]
+    code, body = call(host, "POST", "/api/python/fanout/runs", {"checkpointId": fork_from})
+    assert code == 400 and "has no checkpoint" in body["refused"]
 
 
 def test_an_answer_given_before_the_request_is_asked_is_used(host: HostProcess) -> None:

@@ -63,6 +63,8 @@ def test_options_are_validated() -> None:
         app.add_workflow(zoo.sequential(), supersteps_per_execution=0)
     with pytest.raises(AgentRegistrationError, match="request_timeout"):
         app.add_workflow(zoo.sequential(), request_timeout=timedelta(0))
+    with pytest.raises(AgentRegistrationError, match="timeout_response must be JSON"):
+        app.add_workflow(zoo.sequential(), request_timeout=timedelta(seconds=5), timeout_response=zoo.Draft("x"))
     with pytest.raises(AgentRegistrationError, match="Expected an Agent Framework workflow"):
         app.add_workflow("not a workflow")  # type: ignore[arg-type]
     assert app.workflows == {}

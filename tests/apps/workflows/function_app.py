@@ -7,7 +7,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from zoo import GRAPH_BUILDERS, approval, functional, late_ask, slow_steps
 
-from durableagent import AgentFunctionApp
+from durableagent import AgentFunctionApp, DurableAgentError
 
 app = AgentFunctionApp(workflows=[build() for build in GRAPH_BUILDERS.values()])
 app.add_workflow(functional)
@@ -24,6 +24,11 @@ strict = approval()
 strict.name = "strictapproval"
 app.add_workflow(strict, request_timeout=timedelta(seconds=1))
 
+# A timeout answer that does not fit the request's response type (bool) fails the run when used.
+misfit = approval()
+misfit.name = "misfitapproval"
+app.add_workflow(misfit, request_timeout=timedelta(seconds=1), timeout_response={"approved": "nope"})
+
 
 # The Python API, behind routes of the app's own.
 @app.function_name(name="python_start")
@@ -31,9 +36,12 @@ app.add_workflow(strict, request_timeout=timedelta(seconds=1))
 @app.durable_client_input(client_name="client")
 async def python_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     body = req.get_json()
-    run_id = await app.start_workflow(
-        client, req.route_params["name"], body.get("input"), checkpoint_id=body.get("checkpointId")
-    )
+    try:
+        run_id = await app.start_workflow(
+            client, req.route_params["name"], body.get("input"), checkpoint_id=body.get("checkpointId")
+        )
+    except DurableAgentError as exc:
+        return func.HttpResponse(json.dumps({"refused": str(exc)}), status_code=400, mimetype="application/json")
     return func.HttpResponse(json.dumps({"runId": run_id}), mimetype="application/json")
 
 
