@@ -127,7 +127,12 @@ def coerce_input(spec: WorkflowSpec, value: Any) -> tuple[bool, Any]:
 
 
 async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: dict[str, Any]) -> dict[str, Any]:
-    """Execute one durable step; returns the activity result (see ``StepResult`` fields below)."""
+    """Execute one durable step.
+
+    Returns the activity result: the checkpoint the step ended on (id and iteration), whether
+    messages are still in flight, the pending requests, the step's outputs (packed) and the error
+    that failed it, if any.
+    """
     run_id = str(request["runId"])
     step = int(request["step"])
     scoped = RunCheckpointStorage(storage, spec.name, run_id, step)
