@@ -129,7 +129,7 @@ class AgentFunctionApp(df.DFApp):
         self._storage_setting = storage_setting
         self._transcript_container = transcript_container
         self._transcripts: TranscriptStore | None = None
-        self._transcripts_lock = threading.Lock()
+        self._stores_lock = threading.Lock()  # guards the lazy transcript and checkpoint stores
         self._http = AgentHttpApi(
             HttpSettings(
                 limits=self.request_limits,
@@ -282,7 +282,7 @@ class AgentFunctionApp(df.DFApp):
     def checkpoint_storage(self) -> BlobCheckpointStorage:
         """Agent Framework ``CheckpointStorage`` holding every run's checkpoints (created on first use)."""
         if self._checkpoints is None:
-            with self._transcripts_lock:
+            with self._stores_lock:
                 if self._checkpoints is None:
                     self._checkpoints = BlobCheckpointStorage.from_environment(
                         self._storage_setting, self._checkpoint_container
@@ -326,7 +326,7 @@ class AgentFunctionApp(df.DFApp):
     def transcripts(self) -> TranscriptStore:
         """The transcript store (created on first use, from the storage app setting)."""
         if self._transcripts is None:
-            with self._transcripts_lock:
+            with self._stores_lock:
                 if self._transcripts is None:
                     self._transcripts = TranscriptStore.from_environment(
                         self._storage_setting, self._transcript_container

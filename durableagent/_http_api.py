@@ -356,17 +356,28 @@ def _receipt(state: dict[str, Any] | None, correlation_id: str) -> Receipt | Non
     return None
 
 
-def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str) -> str:
+def api_base(req: func.HttpRequest, marker: str) -> str:
+    """Scheme, host and route prefix of ``req``: the part of its URL before ``marker`` (e.g. ``/agents/``)."""
     parts = urlsplit(req.url)
     path = parts.path
-    marker = "/agents/"
     prefix = path[: path.lower().find(marker)] if marker in path.lower() else ""
-    # A key given as ?code= goes on, so the URL works where keys are required (a header key does not:
-    # it would end up in URLs and logs the caller did not choose).
-    code = f"&code={quote(req.params['code'], safe='')}" if req.params.get("code") else ""
+    return f"{parts.scheme}://{parts.netloc}{prefix}"
+
+
+def key_param(req: func.HttpRequest) -> str:
+    """``code=<key>`` when the caller gave its key as ``?code=``, else ``""``.
+
+    Passing it on makes URLs we hand out work where keys are required (a header key is not copied:
+    it would end up in URLs and logs the caller did not choose).
+    """
+    return f"code={quote(req.params['code'], safe='')}" if req.params.get("code") else ""
+
+
+def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str) -> str:
+    code = key_param(req)
     return (
-        f"{parts.scheme}://{parts.netloc}{prefix}/agents/{session.name}/{session.key}/runs/{correlation_id}"
-        f"?accepted={int(time.time())}{code}"
+        f"{api_base(req, '/agents/')}/agents/{session.name}/{session.key}/runs/{correlation_id}"
+        f"?accepted={int(time.time())}{'&' + code if code else ''}"
     )
 
 

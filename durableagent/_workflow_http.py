@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -41,7 +41,7 @@ from ._errors import (
     WORKFLOW_NOT_FOUND,
     RequestError,
 )
-from ._http_api import error_response, json_response
+from ._http_api import api_base, error_response, json_response, key_param
 from ._requests import parse_bool, parse_json_object
 from ._workflow_orchestrator import ANSWER_EVENT, orchestrator_name, start_input
 from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, pack, unpack
@@ -361,9 +361,6 @@ def _iso(value: Any) -> str | None:
 
 
 def _url(req: func.HttpRequest, spec: WorkflowSpec, run_id: str, suffix: str) -> str:
-    parts = urlsplit(req.url)
-    path = parts.path
-    marker = "/workflows/"
-    prefix = path[: path.lower().find(marker)] if marker in path.lower() else ""
-    code = f"?code={quote(req.params['code'], safe='')}" if req.params.get("code") else ""
-    return f"{parts.scheme}://{parts.netloc}{prefix}/workflows/{spec.name}/runs/{quote(run_id, safe='')}{suffix}{code}"
+    code = key_param(req)
+    run = f"{api_base(req, '/workflows/')}/workflows/{spec.name}/runs/{quote(run_id, safe='')}"
+    return f"{run}{suffix}{'?' + code if code else ''}"

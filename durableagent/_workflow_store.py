@@ -235,26 +235,31 @@ class RunCheckpointStorage(BlobCheckpointStorage):
 
     def _index(self, entry: CheckpointEntry) -> None:
         stamp = re.sub(r"[^0-9]", "", entry.timestamp)
-        name = f"{_run_prefix(self.workflow, self.run_id)}checkpoints/{entry.step:08d}/{stamp}_{entry.checkpoint_id}"
+        name = f"{_index_prefix(self.workflow, self.run_id, entry.step)}{stamp}_{entry.checkpoint_id}"
         metadata = {"iteration": str(entry.iteration), "previous": entry.previous_checkpoint_id or ""}
         metadata["timestamp"] = entry.timestamp
         self._put(name, b"", metadata)
 
     def forget_step(self) -> None:
         """Drop index entries a crashed earlier attempt of this step left (they are being redone)."""
-        prefix = f"{_run_prefix(self.workflow, self.run_id)}checkpoints/{self.step:08d}/"
-        for blob in self._list(prefix):
+        for blob in self._list(_index_prefix(self.workflow, self.run_id, self.step)):
             with contextlib.suppress(ResourceNotFoundError):
                 self._container.delete_blob(blob.name)
 
     def latest_of_step(self) -> str | None:
         """The newest checkpoint an earlier attempt of this step saved, if any."""
-        entries = [e for e in RunStore(self).checkpoints(self.workflow, self.run_id) if e.step == self.step]
+        entries = RunStore(self).checkpoints(self.workflow, self.run_id, step=self.step)
         return entries[-1].checkpoint_id if entries else None
 
 
 def _run_prefix(workflow: str, run_id: str) -> str:
     return f"runs/{workflow}/{run_id}/"
+
+
+def _index_prefix(workflow: str, run_id: str, step: int | None = None) -> str:
+    """Where a run's checkpoint index lives (all of it, or one step's entries)."""
+    base = f"{_run_prefix(workflow, run_id)}checkpoints/"
+    return base if step is None else f"{base}{step:08d}/"
 
 
 class RunStore:
@@ -263,11 +268,12 @@ class RunStore:
     def __init__(self, storage: BlobCheckpointStorage) -> None:
         self.storage = storage
 
-    def checkpoints(self, workflow: str, run_id: str) -> list[CheckpointEntry]:
-        """The run's checkpoints in the order they were made."""
-        prefix = f"{_run_prefix(workflow, run_id)}checkpoints/"
+    def checkpoints(self, workflow: str, run_id: str, *, step: int | None = None) -> list[CheckpointEntry]:
+        """The run's checkpoints (or one step's) in the order they were made."""
+        prefix = _index_prefix(workflow, run_id)
         entries = []
-        for blob in sorted(self.storage._list(prefix, metadata=True), key=lambda b: b.name):
+        listed = self.storage._list(_index_prefix(workflow, run_id, step), metadata=True)
+        for blob in sorted(listed, key=lambda b: b.name):
             step_text, leaf = blob.name[len(prefix) :].split("/", 1)
             meta = blob.metadata or {}
             entries.append(
