@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Dict  # noqa: UP035 (see _register_workflow)
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -404,13 +404,15 @@ class AgentFunctionApp(df.DFApp):
         )
         self.function_name(name=orchestrator_name(spec.name))(orchestrator)
 
-        def workflow_step(payload: dict[str, Any]) -> dict[str, Any]:
+        # The Python worker refuses built-in generics (dict[str, Any]) on binding parameters but
+        # accepts typing.Dict (azure-functions-durable-python issue 468): keep typing.Dict here.
+        def workflow_step(payload: Dict[str, Any]) -> dict[str, Any]:  # noqa: UP006
             return run_coroutine(run_step(spec, self.checkpoint_storage(), payload))
 
         step = self.activity_trigger(input_name="payload", activity=step_activity_name(spec.name))(workflow_step)
         self.function_name(name=step_activity_name(spec.name))(step)
 
-        def workflow_answers(payload: dict[str, Any]) -> dict[str, Any]:
+        def workflow_answers(payload: Dict[str, Any]) -> dict[str, Any]:  # noqa: UP006
             return read_answers(self.checkpoint_storage(), payload)
 
         answers = self.activity_trigger(input_name="payload", activity=answers_activity_name(spec.name))(
