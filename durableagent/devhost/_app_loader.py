@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,11 +32,14 @@ from ._functions import (
 from ._routes import RouteTemplate, RouteTemplateError, join_route, parse_template
 
 __all__ = [
+    "SCRIPT_FILE",
     "AppLoadError",
     "LoadedApp",
+    "find_function_register",
     "http_methods",
     "http_route",
     "index_function_app",
+    "indexed_function",
     "load_function_app",
     "validate_functions",
 ]
@@ -100,7 +103,7 @@ def load_function_app(app_dir: str | os.PathLike[str], *, route_prefix: str = "a
     if not script.is_file():
         raise AppLoadError(f"{script} not found: the Python v2 programming model needs a {SCRIPT_FILE}")
     module = _import_script(directory, script)
-    app = _find_function_register(module, script)
+    app = find_function_register(module, script)
     return LoadedApp(
         app_dir=directory,
         module=module,
@@ -135,7 +138,7 @@ def _import_script(directory: Path, script: Path) -> ModuleType:
     return module
 
 
-def _find_function_register(module: ModuleType, script: Path) -> func.FunctionRegister:
+def find_function_register(module: ModuleType, script: Path) -> func.FunctionRegister:
     # Mirrors the worker's loader: every module attribute counts, even two names for one object.
     found: list[tuple[str, func.FunctionRegister]] = []
     for name in dir(module):
@@ -177,16 +180,21 @@ def index_function_app(app: func.FunctionRegister, *, route_prefix: str = "api")
 
 def _index_one(function: func.Function) -> IndexedFunction:
     name = function.get_function_name() or function.get_user_function().__name__
-    bindings = tuple(_parse_binding(raw, name) for raw in function.get_raw_bindings())
+    return indexed_function(name, function.get_raw_bindings(), function.get_user_function())
+
+
+def indexed_function(name: str, raw_bindings: Iterable[str], user_function: Callable[..., Any]) -> IndexedFunction:
+    """One function from its name and raw binding JSON (what indexing reports for it).
+
+    Raises:
+        AppLoadError: A binding is not a JSON object with type and name, or the function has no or
+            several triggers.
+    """
+    bindings = tuple(_parse_binding(raw, name) for raw in raw_bindings)
     triggers = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]
     if len(triggers) != 1:
         raise AppLoadError(f"Function '{name}' must have exactly one trigger binding, found {len(triggers)}")
-    return IndexedFunction(
-        name=name,
-        trigger=triggers[0],
-        bindings=bindings,
-        user_function=function.get_user_function(),
-    )
+    return IndexedFunction(name=name, trigger=triggers[0], bindings=bindings, user_function=user_function)
 
 
 def _parse_binding(raw: str, function_name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._app_loader import AppLoadError
 from ._azurite import AzuriteError
-from ._host import Host, HostOptions, HostStartError
+from ._host import AUTO_WORKER, WORKER_CHOICES, Host, HostOptions, HostStartError
 from ._settings import HostConfigError
 
 _log = logging.getLogger("durableagent.devhost")
@@ -29,6 +29,14 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
         help="require function keys for non-anonymous HTTP functions (func start does not)",
     )
     parser.add_argument("--no-azurite", action="store_true", help="never start Azurite, even for development storage")
+    parser.add_argument(
+        "--worker",
+        choices=WORKER_CHOICES,
+        default=AUTO_WORKER,
+        help="who loads and invokes functions: 'runtime' is the Python worker library Azure runs on 3.13+ "
+        "(azure-functions-runtime), 'builtin' is the host's own invoker; 'auto' (default) picks runtime "
+        "where it is installed",
+    )
 
 
 def build_parser(prog: str, *, with_subcommand: bool) -> argparse.ArgumentParser:
@@ -77,6 +85,7 @@ def run(argv: Sequence[str] | None, *, prog: str, with_subcommand: bool) -> int:
         bind=args.bind,
         enforce_keys=args.enforce_keys,
         start_azurite=not args.no_azurite,
+        worker=args.worker,
     )
     return asyncio.run(_serve(options))
 

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from aiohttp import web
 from azure.functions.meta import Datum
 
 from ._activities import ActivityWorker
-from ._app_loader import LoadedApp, load_function_app
+from ._app_loader import AppLoadError, LoadedApp, load_function_app
 from ._azurite import AzuriteProcess, start_azurite_if_needed
 from ._dispatcher import Concurrency, Dispatcher
 from ._entities import EntityWorker
@@ -31,11 +32,12 @@ from ._functions import (
     IndexedFunction,
 )
 from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
-from ._invoker import Invoker
+from ._invoker import FunctionLoadError, Invoker
 from ._management import ManagementService
 from ._management_http import ManagementApi
 from ._orchestrations import OrchestrationWorker, UnknownFunctionError
 from ._queue_trigger import QueueListener, resolve_connection_string, send_queue_messages
+from ._runtime_worker import RuntimeInvoker, load_with_runtime, runtime_available, runtime_version
 from ._settings import HostSettings, LocalSettings, load_host_settings, load_local_settings
 from ._store import TaskHubStore
 from ._timer_trigger import TimerScheduler
@@ -47,6 +49,30 @@ RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 STATE_DIR = ".durableagent"
 STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+RUNTIME_WORKER = "runtime"
+BUILTIN_WORKER = "builtin"
+AUTO_WORKER = "auto"
+WORKER_CHOICES = (AUTO_WORKER, RUNTIME_WORKER, BUILTIN_WORKER)
+
+
+def choose_worker(requested: str) -> str:
+    """``runtime`` or ``builtin`` for a requested worker (``auto`` prefers the worker library).
+
+    Raises:
+        HostStartError: ``runtime`` was asked for where the library cannot run.
+    """
+    if requested == BUILTIN_WORKER:
+        return BUILTIN_WORKER
+    if runtime_available():
+        return RUNTIME_WORKER
+    if requested == RUNTIME_WORKER:
+        raise HostStartError(
+            "--worker runtime needs Python 3.13+ with azure-functions-runtime installed "
+            "(pip install 'azure-functions-runtime>=1.3'); use --worker builtin on older Pythons."
+        )
+    return BUILTIN_WORKER
 
 
 class HostStartError(Exception):
@@ -63,6 +89,8 @@ class HostOptions:
         bind: The address to listen on.
         enforce_keys: Require function keys for non-anonymous routes (``func start`` does not).
         start_azurite: Start Azurite when the app uses development storage and none is running.
+        worker: ``runtime`` (the Python worker library, ``azure-functions-runtime``, Python 3.13+),
+            ``builtin`` (our own invoker) or ``auto`` (runtime where it is installed).
     """
 
     app_dir: Path
@@ -70,6 +98,7 @@ class HostOptions:
     bind: str = "127.0.0.1"
     enforce_keys: bool = False
     start_azurite: bool = True
+    worker: str = AUTO_WORKER
 
 
 class _QueueSink:
@@ -115,6 +144,7 @@ class Host:
         self._timers: TimerScheduler | None = None
         self._queues: list[QueueListener] = []
         self._by_kind: dict[str, dict[str, IndexedFunction]] = {}
+        self.worker = BUILTIN_WORKER
 
     # Start-up -------------------------------------------------------------------------------------
 
@@ -132,17 +162,12 @@ class Host:
             )
             if self._azurite is not None:
                 _log.info("Started Azurite (pid %s), data in %s", self._azurite.pid, self._azurite.location)
-        self.loaded = load_function_app(self.app_dir, route_prefix=self.settings.http.route_prefix)
+        await self._load_app()
+        assert self.loaded is not None
         functions = self.loaded.functions
         for kind in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER):
             self._by_kind[kind] = {f.durable_name.lower(): f for f in functions if f.trigger_type == kind}
         self.keys = load_or_create_keys(self.app_dir)
-        self._invoker = Invoker(
-            functions,
-            output_sink=_QueueSink(self.settings.queues.message_encoding),
-            client_binding_json=self.client_binding_json,
-            function_timeout=self.settings.function_timeout,
-        )
         await self._start_durable()
         await self._start_http()
         self._timers = TimerScheduler(functions, self._invoke_trigger, self.state_dir / "timers")
@@ -152,6 +177,34 @@ class Host:
         for listener in self._queues:
             await listener.start()
         await self._timers.start()
+
+    async def _load_app(self) -> None:
+        """Index the app and build its invoker: through the worker library, or our own invoker."""
+        assert self.settings is not None
+        route_prefix = self.settings.http.route_prefix
+        output_sink = _QueueSink(self.settings.queues.message_encoding)
+        self.worker = choose_worker(self.options.worker)
+        if self.worker == RUNTIME_WORKER:
+            self.loaded, function_ids = await load_with_runtime(self.app_dir, route_prefix=route_prefix)
+            self._invoker = RuntimeInvoker(
+                self.loaded.functions,
+                function_ids,
+                output_sink=output_sink,
+                client_binding_json=self.client_binding_json,
+                function_timeout=self.settings.function_timeout,
+            )
+            return
+        self.loaded = load_function_app(self.app_dir, route_prefix=route_prefix)
+        try:
+            self._invoker = Invoker(
+                self.loaded.functions,
+                output_sink=output_sink,
+                client_binding_json=self.client_binding_json,
+                function_timeout=self.settings.function_timeout,
+            )
+        except FunctionLoadError as exc:
+            # The worker reports a refused function as a failed indexing of the whole app.
+            raise AppLoadError(f"The function app could not be indexed: FunctionLoadError: {exc}") from exc
 
     def _take_lock(self) -> None:
         handle = open(self.state_dir / "host.lock", "a+")  # noqa: SIM115 - held for the host's lifetime
@@ -316,7 +369,12 @@ class Host:
 
     def describe_functions(self) -> list[str]:
         assert self.loaded is not None and self.settings is not None
-        lines = ["", "Functions:", ""]
+        worker = (
+            f"azure-functions-runtime {runtime_version()} (the Python worker library, in process)"
+            if self.worker == RUNTIME_WORKER
+            else "the host's own invoker (--worker builtin)"
+        )
+        lines = ["", f"Python {sys.version.split()[0]}, functions run by {worker}", "", "Functions:", ""]
         prefix = self.settings.http.route_prefix.strip("/")
         for fn in self.loaded.functions:
             if fn.trigger_type == HTTP_TRIGGER:

@@ -11,6 +11,7 @@ which come back to the caller.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 import json
@@ -21,7 +22,6 @@ import secrets
 import threading
 import time
 import traceback
-import types
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -49,6 +49,7 @@ from ._functions import (
 from ._trigger_input import TriggerInput
 
 __all__ = [
+    "ClientBindingJson",
     "FunctionInvocationError",
     "FunctionLoadError",
     "FunctionTimeoutException",
@@ -57,6 +58,7 @@ __all__ = [
     "Invoker",
     "OutputSink",
     "UnsupportedBindingError",
+    "set_cookie_header",
 ]
 
 logger = logging.getLogger("durableagent.devhost.functions")
@@ -327,7 +329,8 @@ class _GenericConverter:
     def decode(data: Datum, *, trigger_metadata: Any) -> Any:
         if data.type in ("string", "bytes", "json", None):
             return data.value
-        raise ValueError(f"unexpected type of data received for the 'generic' binding: {data.type!r}")
+        # The worker's exact (two-argument) exception, so the failure text matches Azure's.
+        raise ValueError('unexpected type of data received for the "generic" binding ', repr(data.type))
 
     @staticmethod
     def encode(obj: Any, *, expected_type: Any) -> Datum:
@@ -386,9 +389,20 @@ class _Plan:
     returns: _Param | None
 
 
+_NOT_GENERIC_ORIGINS: tuple[Any, ...] = (typing.Union, tuple, typing.ClassVar, collections.abc.Callable)
+
+
 def _is_generic(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return isinstance(origin, type) and origin is not types.UnionType
+    """``typing_inspect.is_generic_type`` as the worker vendors it.
+
+    True for ``typing`` generic aliases (``typing.Dict[str, Any]``, ``func.Out[str]``) and ``Generic``
+    subclasses; False for built-in generics (``dict[str, Any]``), ``Optional``/``Union``/``X | Y``,
+    ``Tuple``, ``ClassVar`` and ``Callable``. So the worker refuses ``dict[str, Any]`` on a binding.
+    """
+    if isinstance(annotation, type):
+        return issubclass(annotation, typing.Generic)
+    aliases = (typing._GenericAlias, typing._SpecialGenericAlias)  # type: ignore[attr-defined]
+    return isinstance(annotation, aliases) and annotation.__origin__ not in _NOT_GENERIC_ORIGINS
 
 
 def _is_out(annotation: Any) -> bool:
@@ -451,7 +465,7 @@ def _param_plan(name: str, param_name: str, binding: dict[str, Any], annotations
     if not is_binding_out and is_param_out:
         raise FunctionLoadError(
             name,
-            f'binding {param_name} is declared to have the "in" direction in function.json, but its '
+            f'binding {param_name} is declared to have the "in" direction in the binding decorator, but its '
             "annotation is azure.functions.Out in Python",
         )
     kind = str(binding["type"])
@@ -464,11 +478,13 @@ def _param_plan(name: str, param_name: str, binding: dict[str, Any], annotations
             # The worker skips the check for the Durable client (INPUT_TYPE_CHECK_OVERRIDE_MAP).
             ok = bind_type == DURABLE_CLIENT or _check_annotation(name, converter.check_input_type_annotation, pytype)
         if not ok:
+            # The worker tests `binding.data_type is not BindingInfo.undefined`: an enum against an int,
+            # always true, so this is the message Azure gives whatever the binding's dataType.
             shown = getattr(pytype, "__name__", repr(pytype))
             raise FunctionLoadError(
                 name,
-                f'type of {param_name} binding in function.json "{kind}" does not match its Python '
-                f'annotation "{shown}"',
+                f'binding type "{param_name!r}" and dataType "{kind}" in the binding decorator do not match '
+                f"the corresponding function parameter's Python type annotation {shown}",
             )
     return _Param(binding, bind_type, pytype)
 
@@ -514,7 +530,6 @@ def _build_plan(fn: IndexedFunction) -> _Plan:
         direction = str(binding.get("direction", "IN")).upper()
         if direction == "INOUT":
             raise FunctionLoadError(name, '"inout" bindings are not supported')
-        _check_supported(name, binding, direction)
         if binding["name"] == "$return":
             if direction != "OUT":
                 raise FunctionLoadError(name, '"$return" binding must have direction set to "out"')
@@ -531,17 +546,21 @@ def _build_plan(fn: IndexedFunction) -> _Plan:
         if "context" in annotations and (not isinstance(anno, type) or anno.__name__ != "Context"):
             raise FunctionLoadError(
                 name,
-                f'the "context" parameter is expected to be of type azure.functions.Context, got {anno!r}',
+                f'the "context" parameter is expected to be of type azure.functions.Context, got "{anno!r}"',
             )
     if set(params) - set(bound):
         missing = set(params) - set(bound)
         raise FunctionLoadError(
-            name, f"the following parameters are declared in Python but not in function.json: {missing!r}"
+            name,
+            "the following parameters are declared in Python but not in the function definition "
+            f"(function.json or function decorators):  {missing!r}",
         )
     if set(bound) - set(params):
         missing = set(bound) - set(params)
         raise FunctionLoadError(
-            name, f"the following parameters are declared in function.json but not in Python: {missing!r}"
+            name,
+            "Extra parameters in binding definition \u2014 the following parameters are declared as bindings "
+            f"but are not present in Python: {missing!r}",
         )
 
     inputs: dict[str, _Param] = {}
@@ -584,7 +603,7 @@ def _encode(param: _Param, value: Any) -> Datum:
         datum = converter.encode(value, expected_type=param.pytype)
     except NotImplementedError:
         raise TypeError(
-            f'unable to encode outgoing TypedData: unsupported type "{converter}" for Python type '
+            f'unable to encode outgoing TypedData: unsupported type "{param.bind_type}" for Python type '
             f'"{type(value).__name__}"'
         ) from None
     if not isinstance(datum, Datum):
@@ -647,13 +666,69 @@ def _http_response(datum: Datum | None) -> HttpResponseData:
     value = datum.value
     headers = [(str(name), str(header.value)) for name, header in value.get("headers", {}).items()]
     for cookie in value.get("cookies") or []:
-        if isinstance(cookie, SimpleCookie):
-            headers.extend(("Set-Cookie", morsel.OutputString()) for morsel in cookie.values())
+        if isinstance(cookie, str):
+            headers.append(("Set-Cookie", cookie))
+        elif isinstance(cookie, SimpleCookie):
+            headers.extend(("Set-Cookie", _morsel_header(morsel)) for morsel in cookie.values())
     body_datum = value.get("body")
     body = b"" if body_datum is None or body_datum.value is None else body_datum.value
     if isinstance(body, str):
         body = body.encode("utf-8")
     return HttpResponseData(int(value["status_code"].value), tuple(headers), bytes(body))
+
+
+def set_cookie_header(
+    name: str,
+    value: str,
+    *,
+    domain: str | None = None,
+    path: str | None = None,
+    expires: datetime | None = None,
+    max_age: float | None = None,
+    secure: bool = False,
+    http_only: bool = False,
+    same_site: str | None = None,
+) -> str:
+    """A ``Set-Cookie`` value as the Functions host writes one from the worker's ``RpcHttpCookie``.
+
+    The host appends each cookie through ASP.NET Core (``SetCookieHeaderValue``): lower-case
+    attribute names in this order, ``expires`` in RFC 1123 form, empty domain/path left out.
+    """
+    parts = [f"{name}={value}"]
+    if expires is not None:
+        parts.append("expires=" + expires.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    if max_age is not None:
+        parts.append(f"max-age={int(max_age)}")
+    if domain:
+        parts.append(f"domain={domain}")
+    if path:
+        parts.append(f"path={path}")
+    if secure:
+        parts.append("secure")
+    if same_site:
+        parts.append(f"samesite={same_site}")
+    if http_only:
+        parts.append("httponly")
+    return "; ".join(parts)
+
+
+def _morsel_header(morsel: Any) -> str:
+    """A ``SimpleCookie`` morsel read the way the worker reads it into an ``RpcHttpCookie``."""
+    expires_text = morsel["expires"]
+    expires = datetime.strptime(expires_text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC) if expires_text else None
+    max_age = morsel["max-age"]
+    same_site = str(morsel["samesite"] or "").lower()
+    return set_cookie_header(
+        morsel.key,
+        morsel.value,
+        domain=morsel["domain"] or None,
+        path=morsel["path"] or None,
+        expires=expires,
+        max_age=float(max_age) if max_age != "" else None,
+        secure=bool(morsel["secure"]),
+        http_only=bool(morsel["httponly"]),
+        same_site=same_site if same_site in ("lax", "strict", "none") else None,
+    )
 
 
 def _trace_context(traceparent: str | None, tracestate: str | None) -> _TraceContext:
@@ -701,9 +776,21 @@ def _run_sync(target: Callable[..., Any], args: dict[str, Any], invocation_id: s
 
 @dataclass
 class _Outcome:
+    """A finished invocation: the implicit result, the HTTP answer and every other output."""
+
     result: Datum | None = None
     http: Datum | None = None
     outputs: list[tuple[dict[str, Any], Datum]] = field(default_factory=list)
+
+    def add_return(self, binding: dict[str, Any], datum: Datum) -> None:
+        """File the return value by its binding: an output binding, the HTTP answer or the result."""
+        kind = str(binding["type"])
+        if kind in _OUTPUT_WRITERS:
+            self.outputs.append((binding, datum))
+        elif kind == HTTP_OUTPUT:
+            self.http = datum
+        else:
+            self.result = datum
 
 
 _R = typing.TypeVar("_R")
@@ -743,26 +830,33 @@ class Invoker:
         self._timeout = function_timeout
         self._plans: dict[str, _Plan] = {}
         for fn in functions:
-            self._plans[fn.name] = self._checked_plan(fn)
+            self._load(fn)
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers or _default_workers(), thread_name_prefix="durableagent-function"
         )
 
-    def _checked_plan(self, fn: IndexedFunction) -> _Plan:
-        plan = _build_plan(fn)
-        if self._sink is None and any(p.binding["type"] in _OUTPUT_WRITERS for p in plan.outputs.values()):
-            raise UnsupportedBindingError(fn.name, "it has output bindings but the host has no output sink")
-        if self._client_binding_json is None and any(p.binding["type"] == DURABLE_CLIENT for p in plan.inputs.values()):
-            raise UnsupportedBindingError(fn.name, "it has a durableClient input but the host has no Durable client")
-        return plan
+    def _load(self, fn: IndexedFunction) -> None:
+        """Check ``fn`` as the worker's load step does and remember how to call it."""
+        self._check_host_support(fn)
+        self._plans[fn.name] = _build_plan(fn)
 
-    def _plan(self, fn: IndexedFunction, kinds: Iterable[str]) -> _Plan:
+    def _check_host_support(self, fn: IndexedFunction) -> None:
+        for binding in fn.bindings:
+            _check_supported(fn.name, binding, str(binding.get("direction", "IN")).upper())
+        kinds = {str(b["type"]) for b in fn.bindings if b["name"] != fn.trigger["name"]}
+        if self._sink is None and kinds & set(_OUTPUT_WRITERS):
+            raise UnsupportedBindingError(fn.name, "it has output bindings but the host has no output sink")
+        if self._client_binding_json is None and DURABLE_CLIENT in kinds:
+            raise UnsupportedBindingError(fn.name, "it has a durableClient input but the host has no Durable client")
+
+    def _loaded(self, fn: IndexedFunction, kinds: Iterable[str]) -> None:
         if fn.trigger_type not in kinds:
             raise ValueError(f"function '{fn.name}' has a {fn.trigger_type} trigger, expected one of {sorted(kinds)}")
-        plan = self._plans.get(fn.name)
-        if plan is None:
-            plan = self._plans[fn.name] = self._checked_plan(fn)
-        return plan
+        if not self._is_loaded(fn.name):
+            self._load(fn)
+
+    def _is_loaded(self, name: str) -> bool:
+        return name in self._plans
 
     def close(self) -> None:
         """Stop the thread pool (running sync functions finish in the background)."""
@@ -778,13 +872,13 @@ class Invoker:
         Raises:
             FunctionInvocationError: The function (or encoding its outputs) failed.
         """
-        plan = self._plan(fn, {HTTP_TRIGGER})
+        self._loaded(fn, {HTTP_TRIGGER})
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
         lowered = {k.lower(): v for k, v in request.headers.items()}
         trace = _trace_context(lowered.get("traceparent"), lowered.get("tracestate"))
         return await self._invoke(
-            plan,
+            fn,
             _http_request_datum(request),
             {},
             origin=origin,
@@ -803,9 +897,9 @@ class Invoker:
             FunctionInvocationError: The function failed (for orchestrators the message carries the
                 ``$OutOfProcData$`` state).
         """
-        plan = self._plan(fn, {ORCHESTRATION_TRIGGER, ENTITY_TRIGGER})
+        self._loaded(fn, {ORCHESTRATION_TRIGGER, ENTITY_TRIGGER})
         return await self._invoke(
-            plan,
+            fn,
             Datum(payload, "string"),
             {},
             origin=None,
@@ -828,9 +922,9 @@ class Invoker:
         Raises:
             FunctionInvocationError: The activity failed.
         """
-        plan = self._plan(fn, {ACTIVITY_TRIGGER})
+        self._loaded(fn, {ACTIVITY_TRIGGER})
         return await self._invoke(
-            plan,
+            fn,
             Datum(input_json, "json"),
             {},
             origin=None,
@@ -853,7 +947,7 @@ class Invoker:
         Raises:
             FunctionInvocationError: The function or one of its outputs failed.
         """
-        plan = self._plan(fn, {QUEUE_TRIGGER, TIMER_TRIGGER})
+        self._loaded(fn, {QUEUE_TRIGGER, TIMER_TRIGGER})
         data: str | bytes = trigger.data
         if trigger.data_type == "bytes" and isinstance(data, str):
             data = data.encode("utf-8")
@@ -866,7 +960,7 @@ class Invoker:
             else:
                 reason = f"Timer fired at {datetime.now(UTC).isoformat()}"
         await self._invoke(
-            plan,
+            fn,
             Datum(data, trigger.data_type),
             metadata,
             origin=None,
@@ -880,7 +974,7 @@ class Invoker:
 
     async def _invoke(
         self,
-        plan: _Plan,
+        fn: IndexedFunction,
         trigger_datum: Datum,
         metadata: dict[str, Datum],
         *,
@@ -890,15 +984,18 @@ class Invoker:
         trace: _TraceContext,
         finish: Callable[[_Outcome], _R],
     ) -> _R:
-        name = plan.function.name
+        name = fn.name
         invocation_id = invocation_id or str(uuid.uuid4())
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
         started = time.perf_counter()
         try:
-            outcome = await self._run(plan, trigger_datum, metadata, origin, invocation_id, trace)
+            outcome = await self._with_timeout(
+                self._execute(fn, trigger_datum, metadata, origin, invocation_id, trace), name, invocation_id
+            )
+            await self._deliver(outcome)
             result = finish(outcome)
         except Exception as exc:
-            error = FunctionInvocationError.from_exception(exc, function_name=name, invocation_id=invocation_id)
+            error = self._describe_failure(exc, function_name=name, invocation_id=invocation_id)
             elapsed = round((time.perf_counter() - started) * 1000)
             logger.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
             logger.error("Exception while executing function: Functions.%s. %s", name, error.host_message())
@@ -907,16 +1004,23 @@ class Invoker:
         logger.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
         return result
 
-    async def _run(
+    def _describe_failure(self, exc: Exception, *, function_name: str, invocation_id: str) -> FunctionInvocationError:
+        """The failure as the worker reports it (a worker that already described it passes it on)."""
+        if isinstance(exc, FunctionInvocationError):
+            return exc
+        return FunctionInvocationError.from_exception(exc, function_name=function_name, invocation_id=invocation_id)
+
+    async def _execute(
         self,
-        plan: _Plan,
+        fn: IndexedFunction,
         trigger_datum: Datum,
         metadata: dict[str, Datum],
         origin: str | None,
         invocation_id: str,
         trace: _TraceContext,
     ) -> _Outcome:
-        fn = plan.function
+        """Decode the inputs, call the function, encode its outputs (the worker's invocation step)."""
+        plan = self._plans[fn.name]
         args: dict[str, Any] = {}
         for param_name, param in plan.inputs.items():
             if param.binding["name"] == fn.trigger["name"]:
@@ -931,7 +1035,8 @@ class Invoker:
 
         result = await self._call(plan, args, invocation_id)
         if result is not None and plan.returns is None:
-            raise RuntimeError(f"function {fn.name!r} without a $return binding returned a non-None value")
+            # The worker passes the format and its argument separately, so Azure reports the tuple.
+            raise RuntimeError("function %s without a $return bindingreturned a non-None value", repr(fn.name))
 
         outcome = _Outcome()
         for param_name, param in plan.outputs.items():
@@ -939,13 +1044,11 @@ class Invoker:
             if value is not None:
                 outcome.outputs.append((param.binding, _encode(param, value)))
         if plan.returns is not None:
-            datum = _encode(plan.returns, result)
-            if plan.returns.bind_type in _OUTPUT_WRITERS:
-                outcome.outputs.append((plan.returns.binding, datum))
-            elif plan.returns.bind_type == HTTP_OUTPUT:
-                outcome.http = datum
-            else:
-                outcome.result = datum
+            outcome.add_return(plan.returns.binding, _encode(plan.returns, result))
+        return outcome
+
+    async def _deliver(self, outcome: _Outcome) -> None:
+        """What the host does with the worker's outputs: HTTP answers the caller, the rest goes out."""
         for binding, datum in outcome.outputs:
             kind = binding["type"]
             if kind == HTTP_OUTPUT:
@@ -954,15 +1057,16 @@ class Invoker:
             else:
                 assert self._sink is not None  # checked at load
                 await _OUTPUT_WRITERS[kind](self._sink, binding, datum)
-        return outcome
 
     async def _call(self, plan: _Plan, args: dict[str, Any], invocation_id: str) -> Any:
         target = plan.function.user_function
         if plan.is_async:
-            running: Awaitable[Any] = target(**args)
-        else:
-            loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(self._executor, functools.partial(_run_sync, target, args, invocation_id))
+            return await target(**args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(_run_sync, target, args, invocation_id))
+
+    async def _with_timeout(self, running: Awaitable[_R], function_name: str, invocation_id: str) -> _R:
+        # The host, not the worker, enforces functionTimeout.
         if self._timeout is None:
             return await running
         try:
@@ -970,7 +1074,7 @@ class Invoker:
         except TimeoutError:
             raise FunctionTimeoutException(
                 f"Timeout value of {_format_timespan(self._timeout)} exceeded by function "
-                f"'Functions.{plan.function.name}' (Id: '{invocation_id}'). Initiating cancellation."
+                f"'Functions.{function_name}' (Id: '{invocation_id}'). Initiating cancellation."
             ) from None
 
 

@@ -1,0 +1,140 @@
+"""Load one app with one worker, invoke each of its functions once, print what happened as JSON.
+
+    python worker_probe.py APP_DIR builtin|runtime
+
+Run in a fresh process per app and worker: both workers import the app as the module
+``function_app`` and the worker library keeps its registry in module globals. Used by
+``tests/test_worker_differential.py`` to hold our invoker to the real worker library.
+
+Every function gets canned input for its trigger (HTTP request, queue message, timer tick,
+activity input); orchestrators and entities are left to the end-to-end suite, which runs them
+through both workers against the real Durable SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from azure.functions.meta import Datum
+
+from durableagent.devhost._app_loader import AppLoadError, load_function_app
+from durableagent.devhost._functions import ACTIVITY_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER
+from durableagent.devhost._invoker import (
+    FunctionInvocationError,
+    FunctionLoadError,
+    HttpRequestData,
+    Invoker,
+)
+from durableagent.devhost._trigger_input import TriggerInput
+
+CLIENT_JSON = json.dumps({"taskHubName": "probe", "baseUrl": "http://localhost:7071/runtime/webhooks/durabletask"})
+_LOAD_REASON = re.compile(r"cannot load the .*", re.DOTALL)
+
+
+class RecordingSink:
+    """Keeps every queue output instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def queue(self, binding: dict[str, Any], datum: Datum) -> None:
+        value = datum.value
+        if isinstance(value, bytes):
+            value = {"base64": base64.b64encode(value).decode()}
+        self.sent.append({"binding": binding["name"], "type": datum.type, "value": value})
+
+
+def _client_json(origin: str | None) -> str:
+    return CLIENT_JSON
+
+
+async def _load(app_dir: Path, worker: str, sink: RecordingSink) -> tuple[Any, Invoker]:
+    if worker == "runtime":
+        from durableagent.devhost._runtime_worker import RuntimeInvoker, load_with_runtime
+
+        loaded, ids = await load_with_runtime(app_dir)
+        return loaded, RuntimeInvoker(loaded.functions, ids, output_sink=sink, client_binding_json=_client_json)
+    loaded = load_function_app(app_dir)
+    return loaded, Invoker(loaded.functions, output_sink=sink, client_binding_json=_client_json)
+
+
+def _http_request(route: str) -> HttpRequestData:
+    params = {name: f"v-{name}" for name in re.findall(r"\{([A-Za-z0-9_]+)[^}]*\}", route)}
+    path = re.sub(r"\{([A-Za-z0-9_]+)[^}]*\}", lambda m: f"v-{m.group(1)}", route)
+    return HttpRequestData(
+        method="POST",
+        url=f"http://localhost:7071/api/{path}?q=1&empty=",
+        headers={"Content-Type": "application/json", "X-Probe": "yes", "Cookie": "c=1"},
+        query={"q": "1", "empty": ""},
+        route_params=params,
+        body=b'{"a": 1, "text": "h\\u00e9llo"}',
+    )
+
+
+async def _invoke(invoker: Invoker, fn: Any) -> dict[str, Any]:
+    kind = fn.trigger_type
+    if kind == HTTP_TRIGGER:
+        response = await invoker.invoke_http(fn, _http_request(str(fn.trigger.get("route") or fn.name)))
+        headers = sorted([name.lower(), value] for name, value in response.headers)
+        return {"status": response.status, "headers": headers, "body": response.body.decode("utf-8", "replace")}
+    if kind == QUEUE_TRIGGER:
+        metadata = {
+            "Id": "0b5c0c54-1a39-4ec6-a0a3-5b8a2d1c9f10",
+            "DequeueCount": 2,
+            "InsertionTime": "2026-12-03T10:00:00+00:00",
+            "ExpirationTime": "2026-12-10T10:00:00+00:00",
+            "NextVisibleTime": "2026-12-03T10:00:30+00:00",
+            "PopReceipt": "AgAAAAMAAAAAAAAA",
+        }
+        await invoker.invoke_trigger(fn, TriggerInput(data=b"hello queue", data_type="bytes", metadata=metadata))
+        return {"ok": True}
+    if kind == TIMER_TRIGGER:
+        tick = {
+            "Schedule": {"AdjustForDST": True},
+            "ScheduleStatus": {"Last": "2026-12-03T09:00:00+00:00", "Next": "2026-12-03T10:00:00+00:00"},
+            "IsPastDue": True,
+        }
+        await invoker.invoke_trigger(fn, TriggerInput(data=json.dumps(tick), data_type="json", metadata={}))
+        return {"ok": True}
+    if kind == ACTIVITY_TRIGGER:
+        return {"result": await invoker.invoke_activity(fn, json.dumps({"a": 1, "name": "probe"}))}
+    return {"skipped": kind}
+
+
+async def probe(app_dir: Path, worker: str) -> dict[str, Any]:
+    sink = RecordingSink()
+    report: dict[str, Any] = {"load_error": None, "functions": {}, "invocations": {}, "outputs": sink.sent}
+    try:
+        loaded, invoker = await _load(app_dir, worker, sink)
+    except (AppLoadError, FunctionLoadError) as exc:
+        match = _LOAD_REASON.search(str(exc))
+        report["load_error"] = match.group(0).splitlines()[0] if match else f"{type(exc).__name__}: {exc}"
+        return report
+    try:
+        for fn in loaded.functions:
+            report["functions"][fn.name] = {
+                "trigger": fn.trigger_type,
+                "bindings": sorted(fn.bindings, key=lambda b: str(b["name"])),
+            }
+            try:
+                report["invocations"][fn.name] = await _invoke(invoker, fn)
+            except FunctionInvocationError as exc:
+                report["invocations"][fn.name] = {"failed": exc.message}
+    finally:
+        invoker.close()
+    return report
+
+
+def main() -> None:
+    app_dir, worker = Path(sys.argv[1]), sys.argv[2]
+    print(json.dumps(asyncio.run(probe(app_dir, worker)), sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    main()
