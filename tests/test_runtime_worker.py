@@ -61,7 +61,7 @@ def test_auto_and_runtime_pick_the_worker_library_on_313() -> None:
 def test_auto_falls_back_and_runtime_is_refused_before_313() -> None:
     assert not runtime_available()
     assert choose_worker("auto") == BUILTIN_WORKER
-    with pytest.raises(HostStartError, match="Python 3.13"):
+    with pytest.raises(HostStartError, match=r"Python 3\.13"):
         choose_worker(RUNTIME_WORKER)
 
 
@@ -85,9 +85,9 @@ def act(payload: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("worker", ["auto", "builtin"])
 def test_the_host_refuses_an_app_the_worker_refuses_with_the_workers_message(tmp_path: Path, worker: str) -> None:
     (tmp_path / "function_app.py").write_text(textwrap.dedent(_REFUSED_APP))
+    command = [sys.executable, "-m", "durableagent.devhost", "--app-dir", str(tmp_path), "--no-azurite"]
     proc = subprocess.run(
-        [sys.executable, "-m", "durableagent.devhost", "--app-dir", str(tmp_path), "--no-azurite", "--port", "0"]
-        + ["--worker", worker],
+        [*command, "--port", "0", "--worker", worker],
         capture_output=True,
         text=True,
         timeout=120,
