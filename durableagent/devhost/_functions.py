@@ -14,6 +14,8 @@ ORCHESTRATION_TRIGGER = "orchestrationTrigger"
 ACTIVITY_TRIGGER = "activityTrigger"
 ENTITY_TRIGGER = "entityTrigger"
 DURABLE_CLIENT = "durableClient"
+HTTP_OUTPUT = "http"
+QUEUE_OUTPUT = "queue"
 
 DURABLE_TRIGGERS = frozenset({ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER})
 

@@ -36,12 +36,15 @@ import azure.functions as func
 from azure.functions._abc import RetryContext, RpcException, TraceContext
 from azure.functions.meta import Datum
 
+from ._function_errors import SUPPORTED_INPUTS, SUPPORTED_TRIGGERS
 from ._functions import (
     ACTIVITY_TRIGGER,
     DURABLE_CLIENT,
     ENTITY_TRIGGER,
+    HTTP_OUTPUT,
     HTTP_TRIGGER,
     ORCHESTRATION_TRIGGER,
+    QUEUE_OUTPUT,
     QUEUE_TRIGGER,
     TIMER_TRIGGER,
     IndexedFunction,
@@ -58,17 +61,11 @@ __all__ = [
     "Invoker",
     "OutputSink",
     "UnsupportedBindingError",
+    "check_worker_load",
     "set_cookie_header",
 ]
 
 logger = logging.getLogger("durableagent.devhost.functions")
-
-HTTP_OUTPUT = "http"
-QUEUE_OUTPUT = "queue"
-SUPPORTED_TRIGGERS = frozenset(
-    {HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER}
-)
-SUPPORTED_INPUTS = frozenset({DURABLE_CLIENT})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +510,18 @@ def _return_plan(
     if implicit is not None and "return" in annotations:
         return_pytype = annotations["return"]
     return _Param(binding, return_type, return_pytype)
+
+
+def check_worker_load(fn: IndexedFunction) -> None:
+    """The worker's load checks alone, without the host's binding-type check.
+
+    The worker indexes every function, including those the host then puts in error, so a function it
+    refuses stops the app whatever its binding types.
+
+    Raises:
+        FunctionLoadError: The worker would refuse ``fn``.
+    """
+    _build_plan(fn)
 
 
 def _build_plan(fn: IndexedFunction) -> _Plan:
