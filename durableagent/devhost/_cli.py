@@ -13,6 +13,7 @@ from pathlib import Path
 from ._app_loader import AppLoadError
 from ._azurite import AzuriteError
 from ._host import AUTO_WORKER, WORKER_CHOICES, Host, HostOptions, HostStartError
+from ._invoker import FunctionLoadError
 from ._settings import HostConfigError
 
 _log = logging.getLogger("durableagent.devhost")
@@ -57,7 +58,7 @@ async def _serve(options: HostOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await host.start()
-    except (AppLoadError, HostStartError, HostConfigError, AzuriteError, ValueError) as exc:
+    except (AppLoadError, FunctionLoadError, HostStartError, HostConfigError, AzuriteError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         await host.stop()
         return 1

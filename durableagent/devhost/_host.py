@@ -23,6 +23,7 @@ from ._app_loader import AppLoadError, LoadedApp, load_function_app
 from ._azurite import AzuriteProcess, start_azurite_if_needed
 from ._dispatcher import Concurrency, Dispatcher
 from ._entities import EntityWorker
+from ._function_errors import FunctionError, partition_functions
 from ._functions import (
     ACTIVITY_TRIGGER,
     ENTITY_TRIGGER,
@@ -32,7 +33,7 @@ from ._functions import (
     IndexedFunction,
 )
 from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
-from ._invoker import FunctionLoadError, Invoker
+from ._invoker import FunctionLoadError, Invoker, check_worker_load
 from ._management import ManagementService
 from ._management_http import ManagementApi
 from ._orchestrations import OrchestrationWorker, UnknownFunctionError
@@ -134,6 +135,9 @@ class Host:
         self.local: LocalSettings | None = None
         self.settings: HostSettings | None = None
         self.loaded: LoadedApp | None = None
+        # What the host serves: the app's functions minus those in error.
+        self.functions: tuple[IndexedFunction, ...] = ()
+        self.function_errors: tuple[FunctionError, ...] = ()
         self.keys: FunctionKeys | None = None
         self._lock_file: IO[str] | None = None
         self._azurite: AzuriteProcess | None = None
@@ -163,8 +167,7 @@ class Host:
             if self._azurite is not None:
                 _log.info("Started Azurite (pid %s), data in %s", self._azurite.pid, self._azurite.location)
         await self._load_app()
-        assert self.loaded is not None
-        functions = self.loaded.functions
+        functions = self.functions
         for kind in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER):
             self._by_kind[kind] = {f.durable_name.lower(): f for f in functions if f.trigger_type == kind}
         self.keys = load_or_create_keys(self.app_dir)
@@ -177,6 +180,9 @@ class Host:
         for listener in self._queues:
             await listener.start()
         await self._timers.start()
+        # Like the Functions host: one error line per function in error, once the host has started.
+        for failed in self.function_errors:
+            _log.error("%s", failed.log_line())
 
     async def _load_app(self) -> None:
         """Index the app and build its invoker: through the worker library, or our own invoker."""
@@ -185,9 +191,11 @@ class Host:
         output_sink = _QueueSink(self.settings.queues.message_encoding)
         self.worker = choose_worker(self.options.worker)
         if self.worker == RUNTIME_WORKER:
+            # The library checks every function as it indexes: one it refuses stops the app, as in Azure.
             self.loaded, function_ids = await load_with_runtime(self.app_dir, route_prefix=route_prefix)
+            self._partition()
             self._invoker = RuntimeInvoker(
-                self.loaded.functions,
+                self.functions,
                 function_ids,
                 output_sink=output_sink,
                 client_binding_json=self.client_binding_json,
@@ -196,15 +204,26 @@ class Host:
             return
         self.loaded = load_function_app(self.app_dir, route_prefix=route_prefix)
         try:
-            self._invoker = Invoker(
-                self.loaded.functions,
-                output_sink=output_sink,
-                client_binding_json=self.client_binding_json,
-                function_timeout=self.settings.function_timeout,
-            )
+            # The worker checks every function first, those the host will put in error included.
+            for fn in self.loaded.functions:
+                check_worker_load(fn)
         except FunctionLoadError as exc:
             # The worker reports a refused function as a failed indexing of the whole app.
             raise AppLoadError(f"The function app could not be indexed: FunctionLoadError: {exc}") from exc
+        self._partition()
+        self._invoker = Invoker(
+            self.functions,
+            output_sink=output_sink,
+            client_binding_json=self.client_binding_json,
+            function_timeout=self.settings.function_timeout,
+        )
+
+    def _partition(self) -> None:
+        # From here on a function in error does not exist: no route, listener, timer or durable name.
+        assert self.loaded is not None
+        partition = partition_functions(self.loaded.functions)
+        self.functions = partition.servable
+        self.function_errors = partition.in_error
 
     def _take_lock(self) -> None:
         handle = open(self.state_dir / "host.lock", "a+")  # noqa: SIM115 - held for the host's lifetime
@@ -256,7 +275,7 @@ class Host:
             *api.routes(WEBHOOK_PREFIX, authorize=self._webhook_authorized if self.options.enforce_keys else None),
         ]
         app = build_http_app(
-            self.loaded.functions,
+            self.functions,
             self._invoker,
             route_prefix=self.settings.http.route_prefix,
             enforce_keys=self.options.enforce_keys,
@@ -368,15 +387,20 @@ class Host:
     # What ``func start`` prints ------------------------------------------------------------------------
 
     def describe_functions(self) -> list[str]:
+        """The "Functions:" listing; like ``func start`` it shows only the functions the host serves
+        (the ones in error were logged at start) and nothing at all when there are none."""
         assert self.loaded is not None and self.settings is not None
         worker = (
             f"azure-functions-runtime {runtime_version()} (the Python worker library, in process)"
             if self.worker == RUNTIME_WORKER
             else "the host's own invoker (--worker builtin)"
         )
-        lines = ["", f"Python {sys.version.split()[0]}, functions run by {worker}", "", "Functions:", ""]
+        lines = ["", f"Python {sys.version.split()[0]}, functions run by {worker}"]
+        if not self.functions:
+            return lines
+        lines += ["", "Functions:", ""]
         prefix = self.settings.http.route_prefix.strip("/")
-        for fn in self.loaded.functions:
+        for fn in self.functions:
             if fn.trigger_type == HTTP_TRIGGER:
                 methods = ",".join(m.upper() for m in (fn.trigger.get("methods") or [])) or "GET,POST,..."
                 route = str(fn.trigger.get("route") or fn.name).strip("/")
