@@ -113,6 +113,7 @@ def test_a_function_the_worker_refuses_still_stops_the_app(tmp_path: Path) -> No
     )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
-    assert "error: cannot load the refused function: the following parameters are declared in Python" in output
+    assert "cannot load the refused function: the following parameters are declared in Python" in output
+    assert "error: " in output
     assert "is in error" not in output
     assert "Host started" not in output

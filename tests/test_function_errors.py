@@ -170,6 +170,6 @@ def test_a_function_in_error_still_goes_through_the_workers_load_checks() -> Non
     assert [e.function.name for e in partition_functions([good, bad]).in_error] == ["fine", "refused"]
     check_worker_load(good)
     # The worker's refusal, not the host's binding check: it stops the whole app.
-    with pytest.raises(FunctionLoadError, match=r"declared in Python but not in function\.json") as info:
+    with pytest.raises(FunctionLoadError, match=r"declared in Python but not in the function definition") as info:
         check_worker_load(bad)
     assert not isinstance(info.value, UnsupportedBindingError)
