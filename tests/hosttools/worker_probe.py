@@ -24,12 +24,14 @@ from typing import Any
 from azure.functions.meta import Datum
 
 from durableagent.devhost._app_loader import AppLoadError, load_function_app
+from durableagent.devhost._function_errors import partition_functions
 from durableagent.devhost._functions import ACTIVITY_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER
 from durableagent.devhost._invoker import (
     FunctionInvocationError,
     FunctionLoadError,
     HttpRequestData,
     Invoker,
+    check_worker_load,
 )
 from durableagent.devhost._trigger_input import TriggerInput
 
@@ -54,14 +56,20 @@ def _client_json(origin: str | None) -> str:
     return CLIENT_JSON
 
 
-async def _load(app_dir: Path, worker: str, sink: RecordingSink) -> tuple[Any, Invoker]:
+async def _load(app_dir: Path, worker: str, sink: RecordingSink) -> tuple[Any, Any, Invoker]:
+    """The loaded app, the host's partition of it, and an invoker for the functions it serves."""
     if worker == "runtime":
         from durableagent.devhost._runtime_worker import RuntimeInvoker, load_with_runtime
 
         loaded, ids = await load_with_runtime(app_dir)
-        return loaded, RuntimeInvoker(loaded.functions, ids, output_sink=sink, client_binding_json=_client_json)
+        partition = partition_functions(loaded.functions)
+        invoker: Invoker = RuntimeInvoker(partition.servable, ids, output_sink=sink, client_binding_json=_client_json)
+        return loaded, partition, invoker
     loaded = load_function_app(app_dir)
-    return loaded, Invoker(loaded.functions, output_sink=sink, client_binding_json=_client_json)
+    for fn in loaded.functions:
+        check_worker_load(fn)
+    partition = partition_functions(loaded.functions)
+    return loaded, partition, Invoker(partition.servable, output_sink=sink, client_binding_json=_client_json)
 
 
 def _http_request(route: str) -> HttpRequestData:
@@ -111,17 +119,20 @@ async def probe(app_dir: Path, worker: str) -> dict[str, Any]:
     sink = RecordingSink()
     report: dict[str, Any] = {"load_error": None, "functions": {}, "invocations": {}, "outputs": sink.sent}
     try:
-        loaded, invoker = await _load(app_dir, worker, sink)
+        loaded, partition, invoker = await _load(app_dir, worker, sink)
     except (AppLoadError, FunctionLoadError) as exc:
         match = _LOAD_REASON.search(str(exc))
         report["load_error"] = match.group(0).splitlines()[0] if match else f"{type(exc).__name__}: {exc}"
         return report
+    report["in_error"] = [failed.log_line() for failed in partition.in_error]
     try:
         for fn in loaded.functions:
             report["functions"][fn.name] = {
                 "trigger": fn.trigger_type,
                 "bindings": sorted(fn.bindings, key=lambda b: str(b["name"])),
             }
+            if fn not in partition.servable:
+                continue
             try:
                 report["invocations"][fn.name] = await _invoke(invoker, fn)
             except FunctionInvocationError as exc:
