@@ -1,4 +1,5 @@
-"""The local host stands alone: importing it loads none of the library's dependencies.
+"""The local host stands alone: importing it loads none of the library's dependencies, and its own
+distribution (``durableagent/devhost/pyproject.toml``) declares exactly what it imports.
 
 The library's public names still import as before; they just load on first use (PEP 562).
 """
@@ -7,21 +8,73 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.metadata
+import importlib.util
+import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hosttools.host_process import REPO
+from packaging.requirements import Requirement
 
 import durableagent
 
 DEVHOST = REPO / "durableagent" / "devhost"
-# The library's heavy dependencies: the host must not import them.
+# The library's heavy dependencies: the host must neither import nor declare them.
 LIBRARY_ONLY_MODULES = ("agent_framework", "openai", "pydantic", "jsonschema")
+LIBRARY_ONLY_DISTRIBUTIONS = {"agent-framework-core", "agent-framework-openai", "openai", "pydantic", "jsonschema"}
+# Declared without an import of its own today: DESIGN §5 has the host load apps through the real
+# worker library on 3.13+.
+DECLARED_FOR_THE_WORKER = {"azure-functions-runtime"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _pyproject(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _devhost_imports() -> dict[str, set[str]]:
+    """Absolute module names imported anywhere under durableagent/devhost -> the files importing them."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(DEVHOST.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                found.setdefault(name, set()).add(path.name)
+    return found
+
+
+def _distribution_of(module: str) -> str:
+    """The installed distribution whose files hold ``module``.
+
+    By file, not by top-level name: azure.functions, azure.core and azure.storage.queue share the
+    ``azure`` namespace but come from three distributions.
+    """
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, f"{module} is not installed in this venv"
+    origin = Path(spec.origin).resolve()
+    candidates = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    for name in dict.fromkeys(candidates):
+        dist = importlib.metadata.distribution(name)
+        if any(Path(str(dist.locate_file(file))).resolve() == origin for file in dist.files or ()):
+            return _normalize(dist.metadata["Name"])
+    raise AssertionError(f"no installed distribution lists {origin} ({module})")
 
 
 # Import isolation ---------------------------------------------------------------------------------
@@ -125,3 +178,37 @@ def test_the_type_checking_imports_match_the_lazy_table() -> None:
     }
     assert seen == durableagent._MODULES
     assert sorted(seen) == sorted(durableagent.__all__)
+
+
+# The host's own distribution ----------------------------------------------------------------------
+
+
+def test_devhost_distribution_declares_every_third_party_import() -> None:
+    project = _pyproject(DEVHOST / "pyproject.toml")["project"]
+    declared = {_normalize(Requirement(r).name) for r in project["dependencies"]}
+    third_party = {
+        name: files for name, files in _devhost_imports().items() if name.split(".")[0] not in sys.stdlib_module_names
+    }
+    assert third_party, "the import scan found nothing: it is broken"
+    needed = {_distribution_of(name) for name in third_party}
+    assert needed - declared == set(), f"imported but not declared: {needed - declared}"
+    assert declared - needed <= DECLARED_FOR_THE_WORKER, f"declared but not imported: {declared - needed}"
+    assert declared & LIBRARY_ONLY_DISTRIBUTIONS == set()
+    assert {name.split(".")[0] for name in third_party} & set(LIBRARY_ONLY_MODULES) == set()
+
+
+def test_devhost_distribution_matches_the_main_one() -> None:
+    root = _pyproject(REPO / "pyproject.toml")
+    devhost = _pyproject(DEVHOST / "pyproject.toml")
+    assert devhost["project"]["name"] == "durableagent-devhost"
+    assert devhost["project"]["version"] == root["project"]["version"]
+    assert devhost["project"]["requires-python"] == root["project"]["requires-python"]
+    # Same ranges and markers as the library, so the two never disagree about the host's needs.
+    library = {str(Requirement(r)) for r in root["project"]["dependencies"]}
+    for requirement in devhost["project"]["dependencies"]:
+        assert str(Requirement(requirement)) in library, requirement
+    assert devhost["project"]["scripts"] == root["project"]["scripts"]
+    assert devhost["tool"]["setuptools"] == {
+        "packages": ["durableagent.devhost"],
+        "package-dir": {"durableagent.devhost": "."},
+    }
