@@ -28,6 +28,9 @@ class HostProcess:
         env: Extra environment (e.g. ``AzureWebJobsStorage`` pointing at the test Azurite).
         port: The HTTP port; a free one by default.
         extra_args: More CLI arguments (e.g. ``--enforce-keys``).
+        python: The interpreter to run the host with (another venv's); this test run's by default.
+        cwd: The host's working directory; the checkout by default, whose ``durableagent`` then comes
+            first on ``sys.path`` (``-m`` puts the working directory there).
     """
 
     def __init__(
@@ -36,8 +39,12 @@ class HostProcess:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         extra_args: list[str] | None = None,
+        python: str | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.app_dir = app_dir
+        self.python = python or sys.executable
+        self.cwd = cwd or REPO
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -54,7 +61,7 @@ class HostProcess:
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "durableagent.devhost",
                 "--app-dir",
@@ -64,7 +71,7 @@ class HostProcess:
                 "--no-azurite",
                 *self.extra_args,
             ],
-            cwd=str(REPO),
+            cwd=str(self.cwd),
             env=self.env,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
