@@ -13,7 +13,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,11 @@ from hosttools.host_process import REPO
 from packaging.requirements import Requirement
 
 import durableagent
+
+if sys.version_info >= (3, 11):  # noqa: UP036 - ruff targets 3.11 until the 3.10 work lands
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 DEVHOST = REPO / "durableagent" / "devhost"
 # The library's heavy dependencies: the host must neither import nor declare them.
