@@ -297,11 +297,10 @@ class RuntimeInvoker(Invoker):
     def close(self) -> None:
         """Stop the library's thread pool (running sync functions finish in the background)."""
         super().close()
-        stop = getattr(self._runtime, "stop_threadpool_executor", None)
-        if callable(stop):
-            executor = self._runtime.get_threadpool_executor()
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        # Not stop_threadpool_executor(): it waits for running functions, and the host must not.
+        executor = self._runtime.get_threadpool_executor()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def _execute(
         self,
