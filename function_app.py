@@ -11,7 +11,7 @@ Model: Azure OpenAI when ``AZURE_OPENAI_ENDPOINT`` is set (managed identity in A
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.functions as func
@@ -35,7 +35,7 @@ client = chat_client_from_settings()
 @tool
 def utc_now() -> str:
     """The current date and time in UTC (ISO 8601)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 assistant = Agent(

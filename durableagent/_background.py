@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import azure.durable_functions as df
@@ -197,7 +197,7 @@ async def handle_schedule(
     agent_name: str, schedule: AgentSchedule, index: int, client: df.DurableOrchestrationClient
 ) -> None:
     """Start one scheduled run (fire and forget); its correlation id is fixed by the occurrence it is for."""
-    occurrence = occurrence_for(schedule.schedule, datetime.now(UTC))
+    occurrence = occurrence_for(schedule.schedule, datetime.now(timezone.utc))
     label = schedule.name or str(index)
     correlation = f"schedule-{label}-{occurrence:%Y%m%dT%H%M%S}"
     session = AgentSessionId(agent_name, schedule.session_key)
@@ -215,7 +215,7 @@ async def purge_idle_sessions(
     """Delete sessions idle longer than ``ttl`` (entity and transcript). Returns how many were asked."""
     import asyncio
 
-    cutoff = datetime.now(UTC) - ttl
+    cutoff = datetime.now(timezone.utc) - ttl
     keys_by_agent = await asyncio.to_thread(_session_keys, transcripts, agent_names)
     deleted = 0
     for name, keys in keys_by_agent.items():
@@ -246,4 +246,4 @@ def _parse_time(text: str) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

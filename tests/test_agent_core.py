@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import azure.durable_functions as df
 import pytest
@@ -284,7 +284,7 @@ def test_schedules_are_real_ncrontab_or_a_setting_reference() -> None:
 
 def test_a_firing_maps_to_its_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
     # A late or redelivered firing of the same occurrence gets the same correlation id.
-    at = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
+    at = datetime(2026, 1, 1, 9, 0, 0, tzinfo=timezone.utc)
     assert occurrence_for("0 0 9 * * *", at + timedelta(seconds=40)) == at
     assert occurrence_for("0 0 9 * * *", at) == at
     assert occurrence_for("*/10 * * * * *", at + timedelta(seconds=17)) == at + timedelta(seconds=10)

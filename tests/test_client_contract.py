@@ -14,7 +14,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def running_waiter(host: HostProcess) -> str:
 
 
 def utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def raw(
@@ -192,7 +192,7 @@ def test_get_status_all_lists_instances(host: HostProcess) -> None:
 
 def test_get_status_by_time_status_and_prefix(host: HostProcess) -> None:
     prefix = new_id("by")
-    before = datetime.now(UTC) - timedelta(seconds=2)
+    before = datetime.now(timezone.utc) - timedelta(seconds=2)
     done = [start(host, "echo", i, f"{prefix}-{i}") for i in (1, 2)]
     waiting = start(host, "waiter", instance_id=f"{prefix}-3")
     for instance_id in done:
@@ -205,11 +205,11 @@ def test_get_status_by_time_status_and_prefix(host: HostProcess) -> None:
     assert ids() == {*done, waiting}
     assert ids(runtimeStatus=["Running"]) == {waiting}
     assert ids(runtimeStatus=["Completed", "Failed"]) == set(done)
-    assert ids(createdTimeFrom=utc(before), createdTimeTo=utc(datetime.now(UTC) + timedelta(minutes=1))) == {
+    assert ids(createdTimeFrom=utc(before), createdTimeTo=utc(datetime.now(timezone.utc) + timedelta(minutes=1))) == {
         *done,
         waiting,
     }
-    assert ids(createdTimeFrom=utc(datetime.now(UTC) + timedelta(hours=1))) == set()
+    assert ids(createdTimeFrom=utc(datetime.now(timezone.utc) + timedelta(hours=1))) == set()
     assert (
         ids(createdTimeFrom=utc(before - timedelta(hours=2)), createdTimeTo=utc(before - timedelta(hours=1))) == set()
     )
@@ -278,11 +278,11 @@ def test_purge_instance_history(host: HostProcess) -> None:
 
 def test_purge_instance_history_by(host: HostProcess) -> None:
     # A tight window: the module's other instances were created before it opened.
-    since = datetime.now(UTC)
+    since = datetime.now(timezone.utc)
     finished = [start(host, "echo", i) for i in range(3)]
     for instance_id in finished:
         completed(host, instance_id)
-    until = datetime.now(UTC)
+    until = datetime.now(timezone.utc)
     deleted = result(
         host,
         "purge_instance_history_by",
@@ -293,7 +293,9 @@ def test_purge_instance_history_by(host: HostProcess) -> None:
     assert deleted == {"instancesDeleted": 3}
     assert all(status(host, i)["truthy"] is False for i in finished)
     # Nothing matches: the API's 404 becomes 0.
-    nothing = result(host, "purge_instance_history_by", createdTimeFrom=utc(datetime.now(UTC) + timedelta(hours=1)))
+    nothing = result(
+        host, "purge_instance_history_by", createdTimeFrom=utc(datetime.now(timezone.utc) + timedelta(hours=1))
+    )
     assert nothing == {"instancesDeleted": 0}
 
 
@@ -471,7 +473,7 @@ def test_raw_raise_event_checks_the_instance_before_the_media_type(host: HostPro
 def test_raw_purge(host: HostProcess) -> None:
     code, _, body = raw(host, "DELETE", f"{WEBHOOK}/instances/")
     assert code == 400, body
-    future = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert raw(host, "DELETE", f"{WEBHOOK}/instances/?createdTimeFrom={future}")[::2] == (404, b"")
     assert raw(host, "DELETE", f"{WEBHOOK}/instances/{new_id('missing')}")[::2] == (404, b"")
     done = start(host, "echo", 1)

@@ -8,7 +8,7 @@ import logging
 import threading
 import typing
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, TypeVar  # noqa: UP035 - Dict: see the echo activity
 
 import azure.durable_functions as df
@@ -630,7 +630,7 @@ def test_queue_trigger_with_metadata() -> None:
 
     sink = FakeSink()
     invoker, functions, _ = make_invoker(app, output_sink=sink)
-    inserted = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    inserted = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     trigger = TriggerInput(
         data=b"payload",
         data_type="bytes",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -15,7 +15,7 @@ from durableagent.devhost._ncrontab import (
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def parse(schedule: str, **env: str) -> CronSchedule | IntervalSchedule:
@@ -167,7 +167,7 @@ def test_time_zone_from_website_time_zone() -> None:
     windows = {"WEBSITE_TIME_ZONE": "Eastern Standard Time"}
     assert occurrences("0 0 9 * * *", "2024-01-15T00:00:00", 1, **windows) == [at("2024-01-15T14:00:00")]
     # Results are UTC whatever the zone.
-    assert parse("0 0 9 * * *", **ny).next_occurrence(at("2024-01-15T00:00:00")).tzinfo is UTC
+    assert parse("0 0 9 * * *", **ny).next_occurrence(at("2024-01-15T00:00:00")).tzinfo is timezone.utc
     with pytest.raises(ValueError, match="WEBSITE_TIME_ZONE"):
         parse("0 0 9 * * *", WEBSITE_TIME_ZONE="Mars/Olympus_Mons")
 

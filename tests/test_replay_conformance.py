@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import azure.durable_functions as df
@@ -578,7 +578,7 @@ TIMERS = [
         timer.generator_function,
         [(TC, 0, None)],
         False,
-        check=_fires_at((0, datetime(2020, 7, 23, 21, 56, 54, 936700, tzinfo=UTC))),
+        check=_fires_at((0, datetime(2020, 7, 23, 21, 56, 54, 936700, tzinfo=timezone.utc))),
     ),
     Case(
         "timers_comparison_with_relaxed_precision",

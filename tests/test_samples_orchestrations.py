@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -276,7 +276,7 @@ class TestAgentHumanReview:
         brief = f"Announce the spring sale: 20% off cordless drills ({key('brief')})"
         draft = "Spring is here, and so are 20% off cordless drills."
         instance = self.begin(sample, brief, draft)
-        before = datetime.now(UTC)
+        before = datetime.now(timezone.utc)
         view = awaiting(sample, instance, 1)
         assert view["runtimeStatus"] == "Running" and view["output"] is None
         review = view["review"]
@@ -461,7 +461,7 @@ class TestAgentHumanReview:
             view = awaiting(sample, instance, 1)
             deadline = datetime.fromisoformat(view["review"]["deadline"])
             done = review_done(sample, instance)
-            assert datetime.now(UTC) >= deadline
+            assert datetime.now(timezone.utc) >= deadline
             assert done["review"] == {"state": "timed_out", "revision": 1}
             assert done["output"] == {
                 "outcome": "timed_out",

@@ -8,7 +8,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from durableagent.devhost._trigger_input import TriggerInput
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def timer_function(name: str = "tick", schedule: str = "0 */5 * * * *", **options: Any) -> IndexedFunction:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -630,7 +630,7 @@ def _metadata_datum(value: Any) -> Datum:
         return Datum(value, "bytes")
     if isinstance(value, datetime):
         # The library parses only UTC offsets ("+00:00"/"Z"), which is what the host sends.
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
         return Datum(json.dumps(moment.isoformat()), "json")
     return Datum(json.dumps(value), "json")
 
@@ -967,7 +967,7 @@ class Invoker:
             if fn.trigger_type == QUEUE_TRIGGER:
                 reason = f"New queue message detected on '{fn.trigger.get('queueName', '')}'."
             else:
-                reason = f"Timer fired at {datetime.now(UTC).isoformat()}"
+                reason = f"Timer fired at {datetime.now(timezone.utc).isoformat()}"
         await self._invoke(
             fn,
             Datum(data, trigger.data_type),

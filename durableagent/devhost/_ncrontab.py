@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -67,7 +67,7 @@ class CronSchedule(TimerSchedule):
         # day_or=False: NCRONTAB requires both day fields to match, unlike Vixie cron.
         itr = croniter(self.normalized, local, ret_type=datetime, second_at_beginning=True, day_or=False)
         nxt: datetime = itr.get_next()
-        return nxt.astimezone(UTC)
+        return nxt.astimezone(timezone.utc)
 
     def is_sub_minute(self, now: datetime) -> bool:
         # The host's test: more than one occurrence within the next minute.
@@ -82,7 +82,7 @@ class IntervalSchedule(TimerSchedule):
     interval: timedelta
 
     def next_occurrence(self, after: datetime) -> datetime:
-        return _require_aware(after).astimezone(UTC) + self.interval
+        return _require_aware(after).astimezone(timezone.utc) + self.interval
 
     def is_sub_minute(self, now: datetime) -> bool:
         return self.interval < timedelta(minutes=1)
@@ -109,7 +109,7 @@ def parse_schedule(schedule: str, *, function_name: str, env: Mapping[str, str] 
             raise ValueError(f"Function '{function_name}': invalid schedule {resolved!r}: {exc}") from None
         cron = CronSchedule(resolved, schedule_time_zone(env), normalized)
         try:
-            cron.next_occurrence(datetime.now(UTC))
+            cron.next_occurrence(datetime.now(timezone.utc))
         except (CroniterError, ValueError) as exc:
             # Valid fields that never line up (30 February) end up here.
             raise ValueError(f"Function '{function_name}': schedule {resolved!r} never occurs ({exc})") from None
@@ -194,7 +194,7 @@ def schedule_time_zone(env: Mapping[str, str] | None = None) -> tzinfo:
     """
     name = (os.environ if env is None else env).get(TIME_ZONE_SETTING, "").strip()
     if not name:
-        return UTC
+        return timezone.utc
     try:
         return ZoneInfo(_WINDOWS_ZONES.get(name.lower(), name))
     except (ZoneInfoNotFoundError, ValueError):

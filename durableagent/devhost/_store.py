@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,7 @@ def now_ts() -> float:
 
 
 def to_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def _instance(row: Sequence[Any]) -> InstanceRecord:

@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ class ScheduleStatus:
     next: datetime
     last_updated: datetime | None
 
-    def to_json(self, zone: tzinfo = UTC) -> dict[str, str]:
+    def to_json(self, zone: tzinfo = timezone.utc) -> dict[str, str]:
         """The ``ScheduleStatus`` object of the timer payload, times written in ``zone`` like the host."""
         return {
             "Last": _iso(self.last, zone),
@@ -335,10 +335,10 @@ def _parse_iso(text: object) -> datetime | None:
     if moment.tzinfo is None:
         raise ValueError(f"ISO time without an offset: {text!r}")
     # Anything within a year of "never" is "never", as the host's GetSafeStatusAsync treats it.
-    if moment.astimezone(UTC) < datetime(2, 1, 1, tzinfo=UTC):
+    if moment.astimezone(timezone.utc) < datetime(2, 1, 1, tzinfo=timezone.utc):
         return None
-    return moment.astimezone(UTC)
+    return moment.astimezone(timezone.utc)
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)

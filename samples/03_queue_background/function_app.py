@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.durable_functions as df
@@ -48,7 +48,7 @@ def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None 
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @app.function_name(name="submit_task")

@@ -18,7 +18,7 @@ built and rejects the placeholder.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import azure.functions as func
 from agent_framework import Agent, tool
@@ -48,7 +48,7 @@ def order_stats() -> dict[str, object]:
         entry = by_status.setdefault(str(order["status"]), {"count": 0, "value": 0.0})
         entry["count"] += 1
         entry["value"] = round(entry["value"] + float(order["total"]), 2)
-    return {"as_of": datetime.now(UTC).isoformat(timespec="seconds"), "by_status": by_status}
+    return {"as_of": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by_status": by_status}
 
 
 digest = Agent(

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Generator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.durable_functions as df
@@ -61,7 +61,7 @@ async def about(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
             "app": "06_custom_functions",
             "agents": sorted(app.agents),
             "heartbeat": heartbeat or {"beats": 0, "last": None},
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
 
@@ -74,7 +74,7 @@ async def about(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
 @app.durable_client_input(client_name="client")
 async def heartbeat_timer(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Record a beat; ``past_due`` says the host was down when the beat was due."""
-    at = datetime.now(UTC).isoformat(timespec="seconds")
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     await client.signal_entity(HEARTBEAT_ENTITY, "beat", {"at": at, "pastDue": timer.past_due})
     logging.info("Heartbeat at %s (past due: %s)", at, timer.past_due)
 

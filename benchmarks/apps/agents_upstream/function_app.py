@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import azure.functions as func
@@ -57,7 +57,7 @@ class EchoChatClient(
         self.calls += 1
         last = next((m.text for m in reversed(messages) if m.role == "user"), "")
         text = f"echo: {last}"
-        created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         prompt, completion = _tokens([m.text for m in messages]), _tokens([text])
         response = ChatResponse(
             messages=[Message(role="assistant", contents=[Content.from_text(text)])],

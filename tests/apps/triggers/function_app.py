@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import azure.functions as func
@@ -34,7 +34,7 @@ def always_fails(msg: func.QueueMessage) -> None:
 
 @app.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
 def heartbeat(timer: func.TimerRequest) -> None:
-    line = f"{datetime.now(UTC).isoformat()} past_due={timer.past_due}\n"
+    line = f"{datetime.now(timezone.utc).isoformat()} past_due={timer.past_due}\n"
     with open(Path(os.environ["TIMER_LOG_DIR"]) / "heartbeat.log", "a", encoding="utf-8") as log:
         log.write(line)
 
