@@ -99,7 +99,7 @@ class Dispatcher:
             timeout = min(timeout, max(0.0, next_due - now))
         if self._backoff:
             timeout = min(timeout, max(0.0, min(self._backoff.values()) - now))
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # what wait_for raises on 3.10 (TimeoutError from 3.11)
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     def _schedule_ready(self) -> None:

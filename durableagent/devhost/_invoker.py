@@ -1080,7 +1080,7 @@ class Invoker:
             return await running
         try:
             return await asyncio.wait_for(running, self._timeout.total_seconds())
-        except TimeoutError:
+        except asyncio.TimeoutError:  # what wait_for raises on 3.10 (TimeoutError from 3.11)
             raise FunctionTimeoutException(
                 f"Timeout value of {_format_timespan(self._timeout)} exceeded by function "
                 f"'Functions.{function_name}' (Id: '{invocation_id}'). Initiating cancellation."

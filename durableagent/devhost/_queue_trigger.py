@@ -396,7 +396,7 @@ class QueueListener:
             if messages:
                 delay = _MIN_POLLING_SECONDS
                 continue
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # what wait_for raises on 3.10 (TimeoutError from 3.11)
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             delay = _MIN_POLLING_SECONDS if self._wake.is_set() else min(delay * 2, self._limits.max_polling_interval)
 
@@ -476,7 +476,7 @@ class QueueListener:
         assert self._client is not None
         interval = self._lease_seconds / 2
         while True:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # what wait_for raises on 3.10 (TimeoutError from 3.11)
                 await asyncio.wait_for(lease.done.wait(), timeout=interval)
             if lease.done.is_set():
                 return

@@ -303,7 +303,7 @@ class Engine:
             self._changed.clear()
             if predicate():
                 return
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # what wait_for raises on 3.10 (TimeoutError from 3.11)
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.05))
 
     async def wait(
