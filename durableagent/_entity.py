@@ -6,6 +6,8 @@ leaves the conversation as it was, so the failed turn is never shown to the mode
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 from collections.abc import Callable
@@ -43,6 +45,11 @@ class EntityConfig:
     reply: Callable[[str, dict[str, Any]], None] | None = None
 
 
+# A run that ran out of time: run_timeout_seconds (concurrent.futures) or a wait_for inside the agent
+# (asyncio). On 3.10 these are distinct from TimeoutError; from 3.11 all three are the same class.
+_TIMEOUT_ERRORS = (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
+
+
 class AgentRunError(Exception):
     """A run failed; raised to an orchestration that called the agent."""
 
@@ -71,7 +78,7 @@ def classify_failure(exc: BaseException) -> dict[str, str]:
             "code": "model_rate_limited",
             "message": "The model service is rate limiting requests (HTTP 429).",
         }
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, _TIMEOUT_ERRORS):
         return {"code": "agent_run_timeout", "message": "The agent run timed out."}
     if status is not None:
         return {"code": "agent_run_failed", "message": f"The model service answered with HTTP {status}."}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from agent_framework import Agent, AgentResponse, AgentResponseUpdate
 
 from durableagent import AgentCallbackContext, AgentSessionId, AgentState
-from durableagent._entity import AgentEntity, EntityConfig
+from durableagent._entity import AgentEntity, EntityConfig, classify_failure
 from durableagent._state import SCHEMA_VERSION
 from durableagent.testing import Reply, ScriptedChatClient
 
@@ -136,6 +137,27 @@ def test_a_failed_run_is_recorded_and_never_shown_to_the_model_again() -> None:
     run(entity, failed.state, "next", "c3")
     assert [m.text for m in client.calls[-1].messages] == ["first", "fine", "next"]
     assert AgentState.from_state(failed.state).turns == 1
+
+
+def test_a_run_longer_than_its_time_limit_is_a_timeout() -> None:
+    client = ScriptedChatClient(Reply.text("late", delay_seconds=2))
+    agent = Agent(client=client, name="Joker")
+    config = EntityConfig(name="Joker", agent=agent, transcripts=MemoryTranscripts, run_timeout_seconds=0.05)
+    failed = run(AgentEntity(config), None, "hurry", "c1")
+    assert failed.result["status"] == "failed" and failed.result["error"]["code"] == "agent_run_timeout"
+
+
+def test_a_wait_for_timeout_inside_the_agent_is_a_timeout() -> None:
+    # On 3.10 wait_for raises asyncio.TimeoutError, not the builtin TimeoutError.
+    async def too_slow() -> None:
+        await asyncio.wait_for(asyncio.sleep(5), timeout=0.01)
+
+    try:
+        asyncio.run(too_slow())
+    except Exception as exc:
+        assert classify_failure(exc)["code"] == "agent_run_timeout"
+    else:
+        pytest.fail("wait_for did not time out")
 
 
 def test_callbacks_stream_and_report_and_their_failures_are_ignored() -> None:
