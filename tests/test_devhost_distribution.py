@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 
 import durableagent
 
-if sys.version_info >= (3, 11):  # noqa: UP036 - ruff targets 3.11 until the 3.10 work lands
+if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib

@@ -705,7 +705,7 @@ def set_cookie_header(
     """
     parts = [f"{name}={value}"]
     if expires is not None:
-        parts.append("expires=" + expires.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"))
+        parts.append("expires=" + expires.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT"))
     if max_age is not None:
         parts.append(f"max-age={int(max_age)}")
     if domain:
@@ -724,7 +724,11 @@ def set_cookie_header(
 def _morsel_header(morsel: Any) -> str:
     """A ``SimpleCookie`` morsel read the way the worker reads it into an ``RpcHttpCookie``."""
     expires_text = morsel["expires"]
-    expires = datetime.strptime(expires_text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC) if expires_text else None
+    expires = (
+        datetime.strptime(expires_text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=timezone.utc)
+        if expires_text
+        else None
+    )
     max_age = morsel["max-age"]
     same_site = str(morsel["samesite"] or "").lower()
     return set_cookie_header(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -223,7 +223,7 @@ def _cookie_header(cookie: Any) -> str:
         cookie.value,
         domain=_nullable(cookie.domain),
         path=_nullable(cookie.path),
-        expires=None if expires is None else datetime.fromtimestamp(expires.seconds, UTC),
+        expires=None if expires is None else datetime.fromtimestamp(expires.seconds, timezone.utc),
         max_age=_nullable(cookie.max_age),
         secure=bool(_nullable(cookie.secure)),
         http_only=bool(_nullable(cookie.http_only)),
