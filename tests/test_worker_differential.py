@@ -110,6 +110,11 @@ def act(payload: Dict[str, Any]) -> Dict[str, Any]:
 def act(payload):
     return [payload, 1, 2.5, None, True]
 """,
+    "activity_any_annotation": """
+@app.activity_trigger(input_name="payload")
+def act(payload: Any) -> Any:
+    return payload
+""",
     "activity_str_annotation": """
 @app.activity_trigger(input_name="payload")
 def act(payload: str) -> str:

@@ -202,8 +202,10 @@ def echo(context: df.DurableOrchestrationContext):
     return (yield context.call_activity("identity", context.get_input()))
 
 
+# Not `value: Any`: typing.Any is a class only from Python 3.11, and the worker refuses a binding
+# annotation that is not a type, so that app would not load on 3.10 (in Azure too).
 @app.activity_trigger(input_name="value")
-def identity(value: Any) -> Any:
+def identity(value: object) -> Any:
     return value
 
 
