@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import azure.durable_functions as df
@@ -900,3 +900,18 @@ async def test_code_change_between_episodes_is_non_deterministic() -> None:
         assert "Non-Deterministic" in output and "gated" in output, output
         # Nothing of the new code's work was recorded.
         assert [e.get("Name") for e in of_type(engine.history(iid), EventType.TASK_SCHEDULED)] == ["gated"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-03T11:28:41.6214570Z", datetime(2026, 12, 3, 11, 28, 41, 621457, tzinfo=timezone.utc)),
+        # The offset has digits too: it must not be read as more fraction digits (and then dropped).
+        ("2026-12-03T11:28:41.6214570+02:00", datetime(2026, 12, 3, 9, 28, 41, 621457, tzinfo=timezone.utc)),
+        ("2026-12-03T11:28:41.123456789-05:00", datetime(2026, 12, 3, 16, 28, 41, 123456, tzinfo=timezone.utc)),
+        ("2026-12-03T11:28:41.5", datetime(2026, 12, 3, 11, 28, 41, 500000, tzinfo=timezone.utc)),
+        ("2026-12-03T11:28:41Z", datetime(2026, 12, 3, 11, 28, 41, tzinfo=timezone.utc)),
+    ],
+)
+def test_parse_timestamp_reads_dotnet_and_python_forms(text: str, expected: datetime) -> None:
+    assert parse_timestamp(text) == expected

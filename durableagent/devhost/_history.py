@@ -74,7 +74,8 @@ def parse_timestamp(text: str) -> datetime:
         text = text[:-1] + "+00:00"
     head, sep, tail = text.partition(".")
     if sep:
-        digits = "".join(ch for ch in tail if ch.isdigit())
+        # The leading digit run only: the offset after it ("+00:00") has digits too.
+        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
         zone = tail[len(digits) :]
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     moment = datetime.fromisoformat(text)
