@@ -73,7 +73,11 @@ def _distribution_of(module: str) -> str:
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin is not None, f"{module} is not installed in this venv"
     origin = Path(spec.origin).resolve()
-    candidates = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    # Python 3.10's packages_distributions() reads only top_level.txt, which some wheels lack: then
+    # every installed distribution is a candidate.
+    candidates = importlib.metadata.packages_distributions().get(module.split(".")[0]) or [
+        str(dist.metadata["Name"]) for dist in importlib.metadata.distributions()
+    ]
     for name in dict.fromkeys(candidates):
         dist = importlib.metadata.distribution(name)
         if any(Path(str(dist.locate_file(file))).resolve() == origin for file in dist.files or ()):

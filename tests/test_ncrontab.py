@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from durableagent.devhost._history import parse_timestamp
 from durableagent.devhost._ncrontab import (
     CronSchedule,
     IntervalSchedule,
@@ -15,7 +16,7 @@ from durableagent.devhost._ncrontab import (
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return parse_timestamp(text)  # any fraction length, also on 3.10
 
 
 def parse(schedule: str, **env: str) -> CronSchedule | IntervalSchedule:

@@ -8,7 +8,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,13 @@ from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequestConverter
 
 from durableagent.devhost._functions import IndexedFunction
+from durableagent.devhost._history import parse_timestamp
 from durableagent.devhost._timer_trigger import TimerScheduler
 from durableagent.devhost._trigger_input import TriggerInput
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return parse_timestamp(text)  # any fraction length, also on 3.10
 
 
 def timer_function(name: str = "tick", schedule: str = "0 */5 * * * *", **options: Any) -> IndexedFunction:
