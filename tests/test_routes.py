@@ -94,7 +94,11 @@ def test_complex_segment() -> None:
             ],
             ["0f8fad5b-d9cb-469f-a165", "not-a-guid"],
         ),
-        ("datetime", ["2024-01-31", "2024-01-31T10:00:00Z"], ["yesterday"]),
+        (
+            "datetime",
+            ["2024-01-31", "2024-01-31T10:00:00Z", "2024-01-31T10:00:00.1234567Z", "2024-01-31T10:00:00.5+02:00"],
+            ["yesterday", "2024-01-31T25:00:00Z"],
+        ),
         ("length(3)", ["abc"], ["ab", "abcd"]),
         ("length(2,3)", ["ab", "abc"], ["a", "abcd"]),
         ("minlength(2)", ["ab", "abcdef"], ["a"]),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ._isotime import parse_iso_datetime
+
 
 class EventType(enum.IntEnum):
     """DTFx ``EventType`` numbers."""
@@ -69,16 +71,7 @@ def format_timestamp(moment: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     """Parse the timestamps this module and the SDK write (up to 7 fractional digits)."""
-    text = text.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    head, sep, tail = text.partition(".")
-    if sep:
-        # The leading digit run only: the offset after it ("+00:00") has digits too.
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        zone = tail[len(digits) :]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
-    moment = datetime.fromisoformat(text)
+    moment = parse_iso_datetime(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)

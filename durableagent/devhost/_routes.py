@@ -12,9 +12,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Generic, TypeVar
 from urllib.parse import unquote
+
+from ._isotime import parse_iso_datetime
 
 __all__ = [
     "MethodNotAllowed",
@@ -75,11 +76,8 @@ def _is_bool(value: str) -> bool:
 
 
 def _is_datetime(value: str) -> bool:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        datetime.fromisoformat(text)
+        parse_iso_datetime(value)
     except ValueError:
         return False
     return True
