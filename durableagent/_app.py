@@ -86,6 +86,9 @@ class AgentFunctionApp(df.DFApp):
     Args:
         agents: Agents to register now (each needs a ``name``).
         http_auth_level: Auth level of the generated HTTP routes.
+        agent: One agent to register now (``AgentFunctionApp(agent=my_agent)``), after ``agents``.
+        agent_name: The name ``agent`` is registered under (its routes, entity and queue) instead of
+            ``agent.name``.
         enable_health_check: Serve ``GET /api/health``.
         default_callback: Observes every agent's runs unless the agent has its own callback.
         request_limits: Message size, session key length and allowed roles.
@@ -108,6 +111,8 @@ class AgentFunctionApp(df.DFApp):
         enable_health_check: bool = True,
         default_callback: AgentResponseCallbackProtocol | None = None,
         *,
+        agent: SupportsAgentRun | None = None,
+        agent_name: str | None = None,
         request_limits: RequestLimits | None = None,
         state_limits: StateLimits | None = None,
         wait_timeout_seconds: float = 120.0,
@@ -148,8 +153,12 @@ class AgentFunctionApp(df.DFApp):
         if session_ttl is not None:
             validate_ncrontab(maintenance_schedule)
             self._register_maintenance(session_ttl, maintenance_schedule)
-        for agent in agents or []:
-            self.add_agent(agent)
+        if agent_name is not None and agent is None:
+            raise AgentRegistrationError("agent_name names the agent given as agent=...; no agent was given.")
+        for each in agents or []:
+            self.add_agent(each)
+        if agent is not None:
+            self.add_agent(agent, name=agent_name)
         for workflow in workflows or []:
             self.add_workflow(workflow)
 
@@ -165,17 +174,18 @@ class AgentFunctionApp(df.DFApp):
         agent: SupportsAgentRun,
         callback: AgentResponseCallbackProtocol | None = None,
         *,
+        name: str | None = None,
         queue_name: str | None = None,
         schedules: Iterable[AgentSchedule] = (),
         enable_queue_trigger: bool = True,
     ) -> None:
-        """Register an agent under ``agent.name``.
+        """Register an agent under ``agent.name`` (or ``name``, when given).
 
         Raises:
             ValueError: The agent has no name, an invalid one, or one already registered (names
                 compare case-insensitively, like entity names).
         """
-        name = getattr(agent, "name", None)
+        name = name if name is not None else getattr(agent, "name", None)
         if not name:
             raise AgentRegistrationError("An agent needs a name to be registered (set Agent(name=...)).")
         if not _AGENT_NAME.match(name):

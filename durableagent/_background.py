@@ -20,7 +20,7 @@ from croniter import croniter
 from ._entity import DELETE, RUN_AGENT
 from ._errors import AgentRegistrationError, RequestError
 from ._requests import RequestLimits, build_run_request, parse_json_object
-from ._session_id import AgentSessionId, entity_name_for, validate_key
+from ._session_id import AgentSessionId, entity_name_for, key_from_entity_key, validate_key
 from ._transcript import TranscriptStore
 
 _log = logging.getLogger("durableagent.background")
@@ -237,7 +237,11 @@ async def purge_idle_sessions(
 def _session_keys(transcripts: TranscriptStore, agent_names: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name in agent_names:
-        found[name] = transcripts.session_keys(entity_name_for(name))
+        keys = []
+        for stored in transcripts.session_keys(entity_name_for(name)):
+            with contextlib.suppress(ValueError):  # a folder no session wrote: not ours to delete
+                keys.append(key_from_entity_key(stored))
+        found[name] = keys
     return found
 
 

@@ -17,12 +17,14 @@ class AgentCallbackContext:
         correlation_id: The run's correlation id.
         session_id: The session, as ``@name@key``.
         request_message: The message the agent was asked to answer.
+        conversation_id: The caller's session key (what it sent as ``sessionId``).
     """
 
     agent_name: str
     correlation_id: str
     session_id: str
     request_message: str
+    conversation_id: str = ""
 
 
 @runtime_checkable

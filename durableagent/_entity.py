@@ -19,7 +19,7 @@ from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentR
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 from ._loop import run_coroutine
-from ._session_id import AgentSessionId
+from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
 from ._window import take_pending
@@ -93,7 +93,12 @@ class AgentEntity:
 
     def __call__(self, context: df.DurableEntityContext) -> None:
         operation = (context.operation_name or "").lower()
-        session = AgentSessionId(self.config.name, context.entity_key)
+        try:
+            session = AgentSessionId(self.config.name, key_from_entity_key(context.entity_key))
+        except ValueError as exc:
+            # Signalled by key from outside the API (management API, another app): not a session key.
+            context.set_result({"status": "failed", "error": {"code": "invalid_session_id", "message": str(exc)}})
+            return
         try:
             state = AgentState.from_state(context.get_state(lambda: None))
         except StateSchemaError as exc:
@@ -218,6 +223,7 @@ class AgentEntity:
             correlation_id=str(request["correlationId"]),
             session_id=str(session),
             request_message=str(request["message"]),
+            conversation_id=session.key,
         )
         # ``options`` is Agent's keyword, not part of the SupportsAgentRun protocol: pass it only when set.
         agent: Any = self.config.agent

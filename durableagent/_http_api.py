@@ -376,7 +376,8 @@ def key_param(req: func.HttpRequest) -> str:
 def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str) -> str:
     code = key_param(req)
     return (
-        f"{api_base(req, '/agents/')}/agents/{session.name}/{session.key}/runs/{correlation_id}"
+        f"{api_base(req, '/agents/')}/agents/{quote(session.name, safe='')}/{quote(session.key, safe='')}"
+        f"/runs/{quote(correlation_id, safe='')}"
         f"?accepted={int(time.time())}{'&' + code if code else ''}"
     )
 

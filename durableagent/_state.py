@@ -98,16 +98,35 @@ class AgentState:
     def window_messages(self) -> list[Message]:
         return [Message.from_dict(m) for m in self.window]
 
-    def add_user_message(self, message: Message | str) -> None:
-        """Append a user message to the window (and count it)."""
-        if isinstance(message, str):
-            message = Message(role="user", contents=[message])
+    def add_user_message(self, content: str | Message, correlation_id: str | None = None, role: str = "user") -> None:
+        """Append what the caller said to the window (and count it).
+
+        Args:
+            content: The message text (or an Agent Framework ``Message``, kept as it is).
+            correlation_id: The run it belongs to; kept on the message's ``additional_properties``
+                (chat clients send only the keys they know from there, never this one).
+            role: The speaker (``user`` unless the app allows more roles).
+        """
+        if isinstance(content, Message):
+            message = content
+        else:
+            properties = {"correlation_id": correlation_id} if correlation_id else None
+            message = Message(role=role, contents=[content], additional_properties=properties)
         self.window.append(message.to_dict())
         self.message_count += 1
 
-    def add_assistant_message(self, response: AgentResponse | Message) -> None:
-        """Append the messages of an agent response (or one assistant message) to the window."""
-        messages = response.messages if isinstance(response, AgentResponse) else [response]
+    def add_assistant_message(self, content: str, agent_response: AgentResponse | None = None) -> None:
+        """Append the agent's answer to the window.
+
+        Args:
+            content: The answer's text.
+            agent_response: Agent Framework's full response; its messages (tool calls and results
+                included, which the model needs on the next turn) go to the window. Without one,
+                or with no messages in it, one assistant message with ``content`` does.
+        """
+        messages = list(agent_response.messages) if agent_response is not None else []
+        if not messages:
+            messages = [Message(role="assistant", contents=[content])]
         for message in messages:
             self.window.append(message.to_dict())
             self.message_count += 1

@@ -66,7 +66,7 @@ class TranscriptStore:
         return [r for r in records if r is not None]
 
     def session_keys(self, entity_name: str) -> list[str]:
-        """Keys of the sessions of one agent that have at least one turn."""
+        """Storage keys (``AgentSessionId.entity_key``) of the sessions of one agent with at least one turn."""
         try:
             prefixes = self._container.walk_blobs(name_starts_with=f"{entity_name}/", delimiter="/")
             return [p.name[len(entity_name) + 1 :].rstrip("/") for p in prefixes if p.name.endswith("/")]
@@ -89,4 +89,5 @@ class TranscriptStore:
 
 
 def _prefix(session: AgentSessionId) -> str:
-    return f"{entity_name_for(session.name)}/{session.key}/"
+    # The key's storage form: free-text keys may hold '/', '..' or characters blob URLs mangle.
+    return f"{entity_name_for(session.name)}/{session.entity_key}/"

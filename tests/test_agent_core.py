@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import azure.durable_functions as df
@@ -130,13 +131,36 @@ def test_session_id_round_trips() -> None:
     assert AgentSessionId.parse("@Joker@abc-123") == sid
     assert AgentSessionId.parse("abc-123", "Joker") == sid
     entity = sid.to_entity_id()
-    assert isinstance(entity, df.EntityId) and entity.name == "agent-joker" and entity.key == "abc-123"
-    assert AgentSessionId.from_entity_id(entity).key == "abc-123"
+    # The name keeps its case (Durable compares entity names case-insensitively; the scheduler id,
+    # what addresses the entity, is lower-cased as before).
+    assert isinstance(entity, df.EntityId) and (entity.name, entity.key) == ("agent-Joker", "abc-123")
+    assert df.EntityId.get_scheduler_id(entity) == "@agent-joker@abc-123"
+    assert AgentSessionId.from_entity_id(entity) == sid
     random = AgentSessionId.with_random_key("Joker")
     assert random.name == "Joker" and len(random.key) == 32
 
 
-@pytest.mark.parametrize("bad", ["", "a@b", "a/b", "x" * 129, "-leading", "sp ace", "q?x", "tab\t"])
+@pytest.mark.parametrize(
+    "key",
+    ["someone@example.com", "a/b", "../..", "sp ace", "q?x#y%z", "-leading", "~tilde", "Grüße, 世界", "@at", "@" * 128],
+)
+def test_free_text_keys_round_trip_through_a_safe_storage_form(key: str) -> None:
+    sid = AgentSessionId("Joker", key)
+    entity = sid.to_entity_id()
+    # The storage form is URL-, blob- and scheduler-id-safe: base64url behind a '~' no plain key starts with.
+    assert re.fullmatch(r"~[A-Za-z0-9_-]+", entity.key), entity.key
+    assert df.EntityId.get_entity_id(df.EntityId.get_scheduler_id(entity)).key == entity.key
+    assert AgentSessionId.from_entity_id(entity) == sid
+    assert AgentSessionId.parse(str(sid), "Joker") == sid
+
+
+def test_plain_keys_keep_their_storage_form() -> None:
+    # Every key sessions could have before free-text keys: its entity and transcript stay where they are.
+    for key in ("user-123", "a.b:c~d_e", "9"):
+        assert AgentSessionId("Joker", key).to_entity_id().key == key
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 129, "tab\t", "line\nbreak", "nul\x00", "bell\x07", "\ud800"])
 def test_session_keys_are_validated(bad: str) -> None:
     with pytest.raises(ValueError):
         AgentSessionId("Joker", bad)
@@ -147,8 +171,10 @@ def test_session_id_of_another_agent_is_rejected() -> None:
         AgentSessionId.parse("@Other@k", "Joker")
     with pytest.raises(ValueError):
         AgentSessionId.parse("@Joker")
-    with pytest.raises(ValueError):
-        AgentSessionId.from_entity_id(df.EntityId("counter", "k"))
+    # An entity key that is no session key's storage form (not canonical base64url behind '~').
+    for key in ("~!!", "~YQ=", "has space"):
+        with pytest.raises(ValueError):
+            AgentSessionId.from_entity_id(df.EntityId("agent-joker", key))
 
 
 # State --------------------------------------------------------------------------------------------
@@ -156,8 +182,8 @@ def test_session_id_of_another_agent_is_rejected() -> None:
 
 def test_state_round_trip_and_messages() -> None:
     state = AgentState()
-    state.add_user_message("hello")
-    state.add_assistant_message(AgentResponse(messages=[Message(role="assistant", contents=["hi there"])]))
+    state.add_user_message("hello", correlation_id="c1")
+    state.add_assistant_message("hi there", AgentResponse(messages=[Message(role="assistant", contents=["hi there"])]))
     data = json.loads(json.dumps(state.get_state()))
     assert data["schemaVersion"] == SCHEMA_VERSION
     restored = AgentState()
@@ -181,9 +207,10 @@ def test_window_is_bounded_and_starts_at_a_user_turn() -> None:
     state = AgentState()
     limits = StateLimits(window_messages=5, window_bytes=10_000)
     for i in range(10):
-        state.add_user_message(f"question {i}")
-        state.add_assistant_message(Message(role="tool", contents=["tool output"]))
-        state.add_assistant_message(Message(role="assistant", contents=[f"answer {i}"]))
+        state.add_user_message(f"question {i}", correlation_id=f"c{i}")
+        tool = Message(role="tool", contents=["tool output"])
+        response = AgentResponse(messages=[tool, Message(role="assistant", contents=[f"answer {i}"])])
+        state.add_assistant_message(f"answer {i}", response)
         state.trim(limits)
     window = state.window
     assert len(window) <= 5 and window[0]["role"] == "user"
@@ -194,8 +221,8 @@ def test_receipts_are_bounded_and_state_stays_small() -> None:
     state = AgentState()
     limits = StateLimits()
     for i in range(1000):
-        state.add_user_message("x" * 300)
-        state.add_assistant_message(Message(role="assistant", contents=["y" * 1200]))
+        state.add_user_message("x" * 300, correlation_id=f"c{i}")
+        state.add_assistant_message("y" * 1200)
         state.trim(limits)
         state.remember(Receipt(f"c{i}", "h", "success", "now", turn=i, text="y" * 400), limits)
     assert len(state.receipts) == limits.receipts
@@ -225,7 +252,8 @@ def test_request_aliases_and_defaults() -> None:
         ({"message": 5}, "invalid_request"),
         ({"message": "hi", "role": "system"}, "invalid_role"),
         ({"message": "hi", "role": "assistant"}, "invalid_role"),
-        ({"message": "hi", "sessionId": "a@b"}, "invalid_session_id"),
+        ({"message": "hi", "sessionId": "line\nbreak"}, "invalid_session_id"),
+        ({"message": "hi", "sessionId": "k" * 129}, "invalid_session_id"),
         ({"message": "hi", "sessionId": "a", "thread_id": "b"}, "invalid_session_id"),
         ({"message": "hi", "sessionId": 7}, "invalid_session_id"),
         ({"message": "hi", "correlationId": "bad id!"}, "invalid_correlation_id"),

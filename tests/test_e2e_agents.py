@@ -521,7 +521,8 @@ def test_malformed_requests_get_stable_errors_and_change_nothing(stack: Stack) -
         run("role system", 400, "invalid_role", {"message": "x", "role": "system"}),
         run("role assistant", 400, "invalid_role", {"message": "x", "role": "assistant"}),
         run("role tool", 400, "invalid_role", {"message": "x", "role": "tool"}),
-        Bad("session chars", 400, "invalid_session_id", {"message": "x", "sessionId": "bad key!"}),
+        # Any printable text is a session key; control characters and line breaks are not.
+        Bad("session chars", 400, "invalid_session_id", {"message": "x", "sessionId": "bad\nkey"}),
         Bad("session too long", 400, "invalid_session_id", {"message": "x", "sessionId": "k" * 129}),
         run("conflicting aliases", 400, "invalid_session_id", {"message": "x", "thread_id": f"other-{tag}"}),
         Bad(
@@ -560,7 +561,7 @@ def test_malformed_requests_get_stable_errors_and_change_nothing(stack: Stack) -
         Bad("page_size 0", 400, "invalid_request", method="GET", path=f"{page}?page_size=0"),
         Bad("page_size not a number", 400, "invalid_request", method="GET", path=f"{page}?page_size=ten"),
         Bad("negative cursor", 400, "invalid_request", method="GET", path=f"{page}?cursor=-1"),
-        Bad("bad session in route", 400, "invalid_session_id", method="GET", path="/api/agents/Chat/bad!key"),
+        Bad("bad session in route", 400, "invalid_session_id", method="GET", path="/api/agents/Chat/bad%07key"),
         Bad(
             "unknown session",
             404,
