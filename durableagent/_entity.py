@@ -18,6 +18,7 @@ import azure.durable_functions as df
 from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentRun
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
+from ._conversation import conversation
 from ._loop import run_coroutine
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
@@ -114,10 +115,12 @@ class AgentEntity:
                 context.set_result(self._orchestration_result(session, result))
                 return
         elif operation == GET_STATE:
-            result = summary(state, session)
+            result = self._conversation(state, session)
         elif operation == RESET:
+            # The transcript goes too, so reading the session no longer shows the old turns.
+            deleted = self.config.transcripts().delete_session(session)
             state.reset()
-            result = {"status": "reset"}
+            result = {"status": "reset", "sessionId": session.key, "transcriptTurnsDeleted": deleted}
         elif operation == DELETE:
             deleted = self.config.transcripts().delete_session(session)
             # The SDK's set_result marks the entity as existing again: destruct after it, not before.
@@ -129,6 +132,18 @@ class AgentEntity:
             return
         context.set_state(state.get_state())
         context.set_result(result)
+
+    def _conversation(self, state: AgentState, session: AgentSessionId) -> dict[str, Any]:
+        """``get_state``: the conversation as the product description shows it, plus our summary fields."""
+        records = self.config.transcripts().read_turns(session, 0, state.turns)
+        last = next((r for r in reversed(records) if r.get("turn") == state.last_response_turn), None)
+        body = conversation(
+            records,
+            message_count=state.message_count,
+            last_response=last.get("text") if last else None,
+            agent_type=type(self.config.agent).__name__,
+        )
+        return {**body, **summary(state, session)}
 
     def _orchestration_result(self, session: AgentSessionId, result: dict[str, Any]) -> Any:
         from ._orchestration import response_from_record
@@ -144,6 +159,7 @@ class AgentEntity:
     # run_agent ------------------------------------------------------------------------------------
 
     def _run(self, state: AgentState, session: AgentSessionId, request: dict[str, Any]) -> dict[str, Any]:
+        started_at = utc_now()  # when the message arrived, unless the caller's edge recorded it
         correlation_id = str(request.get("correlationId") or "")
         if not correlation_id or not request.get("message"):
             return {"status": "failed", "error": {"code": "invalid_request", "message": "missing fields"}}
@@ -192,7 +208,8 @@ class AgentEntity:
         record = {
             "turn": state.turns,
             "correlationId": correlation_id,
-            "createdAt": utc_now(),
+            "receivedAt": str(request.get("receivedAt") or started_at),  # when the user said it
+            "createdAt": utc_now(),  # when the agent's answer was complete
             "request": {"role": request.get("role", "user"), "message": request["message"]},
             "messages": pending,
             "response": response.to_dict(),
@@ -262,7 +279,7 @@ class AgentEntity:
         else:
             self.config.transcripts().write_turn(session, state.turns, record)
         state.turns += 1
-        state.message_count += len(record.get("messages", []))
+        state.message_count += 1  # one exchange (tool calls and their results are part of it)
         state.last_response_turn = record["turn"]
         state.trim(limits)
         text = str(record.get("text") or "")
@@ -306,7 +323,8 @@ class AgentEntity:
 
 def summary(state: AgentState, session: AgentSessionId) -> dict[str, Any]:
     return {
-        "sessionId": str(session),
+        "sessionId": session.key,
+        "agentSessionId": str(session),
         "turns": state.turns,
         "messageCount": state.message_count,
         "createdAt": state.created_at,

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
+from ._conversation import conversation
 from ._entity import DELETE, RUN_AGENT
 from ._errors import (
     AGENT_NOT_FOUND,
@@ -32,6 +33,7 @@ from ._errors import (
     RequestError,
 )
 from ._requests import (
+    SESSION_ALIASES,
     RequestLimits,
     RunRequest,
     build_run_request,
@@ -49,7 +51,6 @@ _FIRST_POLL_SECONDS = 0.005
 _MAX_POLL_SECONDS = 0.25
 # How long after acceptance an unknown run is reported as pending (202) rather than unknown (404).
 _PENDING_WINDOW_SECONDS = 3600.0
-DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
@@ -115,9 +116,7 @@ class AgentHttpApi:
         wait = parse_bool(req.headers.get("x-ms-wait-for-response"))
         if wait is None:
             wait = parse_bool(req.params.get("wait_for_response"))
-        session_query = next(
-            (req.params[k] for k in ("sessionId", "session_id", "thread_id") if req.params.get(k)), None
-        )
+        session_query = next((req.params[k] for k in SESSION_ALIASES if req.params.get(k)), None)
         request = build_run_request(
             agent.name,
             body,
@@ -170,7 +169,7 @@ class AgentHttpApi:
         body = {
             "status": "accepted",
             "message": request.message,
-            "sessionId": str(request.session),
+            **session_fields(request.session),
             "correlationId": request.correlation_id,
             "statusQueryGetUri": url,
         }
@@ -182,7 +181,7 @@ class AgentHttpApi:
     async def receipt_response(
         self, session: AgentSessionId, receipt: Receipt, message: str | None = None
     ) -> func.HttpResponse:
-        base: dict[str, Any] = {"sessionId": str(session), "correlationId": receipt.correlation_id}
+        base: dict[str, Any] = {**session_fields(session), "correlationId": receipt.correlation_id}
         if message is not None:
             base["message"] = message
         if receipt.status != "success":
@@ -222,7 +221,7 @@ class AgentHttpApi:
             if accepted is not None and 0 <= time.time() - accepted <= _PENDING_WINDOW_SECONDS:
                 url = _run_url(req, session, correlation_id)
                 return json_response(
-                    {"status": "pending", "sessionId": str(session), "correlationId": correlation_id},
+                    {"status": "pending", **session_fields(session), "correlationId": correlation_id},
                     status=202,
                     headers={"Location": url, "Retry-After": "1"},
                 )
@@ -244,26 +243,26 @@ class AgentHttpApi:
                 raise RequestError(SESSION_NOT_FOUND, f"Session '{session}' does not exist.")
             turns = int(state.get("turns", 0))
             cursor = _int_param(req, "cursor", 0, 0, max(turns, 0))
-            size = _int_param(req, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+            # The whole conversation unless the caller pages (the product description's GET has no limit).
+            size = _int_param(req, "page_size", 0, 1, MAX_PAGE_SIZE) or max(turns - cursor, 0)
             store = self.settings.transcripts()
             records = await asyncio.to_thread(store.read_turns, session, cursor, min(size, turns - cursor))
-            history: list[dict[str, Any]] = []
-            for record in records:
-                history.extend(_history_entries(record))
             last = state.get("lastResponseTurn")
             last_record = (
                 records[-1]
                 if records and records[-1].get("turn") == last
                 else (await asyncio.to_thread(store.read_turn, session, int(last)) if last is not None else None)
             )
-            next_cursor = cursor + size if cursor + size < turns else None
+            next_cursor = cursor + size if size and cursor + size < turns else None
             body = {
-                "sessionId": str(session),
-                "message_count": int(state.get("messageCount", 0)),
+                **conversation(
+                    records,
+                    message_count=int(state.get("messageCount", 0)),
+                    last_response=last_record.get("text") if last_record else None,
+                    agent_type=agent.agent_type,
+                ),
+                **session_fields(session),
                 "turn_count": turns,
-                "conversation_history": history,
-                "last_response": last_record.get("text") if last_record else None,
-                "agent_type": agent.agent_type,
                 "page": {"cursor": cursor, "page_size": size, "next_cursor": next_cursor},
             }
             return json_response(body)
@@ -287,10 +286,10 @@ class AgentHttpApi:
             delay = _FIRST_POLL_SECONDS
             while time.monotonic() < deadline:
                 if await _read_state(client, entity_id) is None:
-                    return json_response({"status": "deleted", "sessionId": str(session)})
+                    return json_response({"status": "deleted", **session_fields(session)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_POLL_SECONDS)
-            return json_response({"status": "deleting", "sessionId": str(session)}, status=202)
+            return json_response({"status": "deleting", **session_fields(session)}, status=202)
         except RequestError as exc:
             return error_response(exc)
         except Exception:
@@ -382,27 +381,9 @@ def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str
     )
 
 
-def _history_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
-    at = record.get("createdAt")
-    request = record.get("request") or {}
-    entries = [
-        {
-            "role": request.get("role", "user"),
-            "content": request.get("message"),
-            "timestamp": at,
-            "correlationId": record.get("correlationId"),
-        }
-    ]
-    entries.append(
-        {
-            "role": "assistant",
-            "content": record.get("text"),
-            "timestamp": at,
-            "correlationId": record.get("correlationId"),
-            "agent_response": record.get("response"),
-        }
-    )
-    return entries
+def session_fields(session: AgentSessionId) -> dict[str, str]:
+    """``sessionId``: the caller's key, as sent; ``agentSessionId``: the ``@name@key`` form."""
+    return {"sessionId": session.key, "agentSessionId": str(session)}
 
 
 def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: int) -> int:

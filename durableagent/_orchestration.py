@@ -92,6 +92,8 @@ class DurableAgent:
             "correlationId": self._context.new_uuid(),
             "enableToolCalls": enable_tool_calls,
             "returnResponse": True,
+            # The orchestration's replay-safe clock: when the orchestrator "said" it.
+            "receivedAt": self._context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         }
         if response_schema is not None:
             payload["responseSchema"] = response_schema

@@ -23,7 +23,8 @@ from ._errors import (
     MESSAGE_TOO_LARGE,
     RequestError,
 )
-from ._session_id import AgentSessionId
+from ._session_id import MAX_KEY_LENGTH, AgentSessionId
+from ._state import utc_now
 
 _CORRELATION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -34,7 +35,9 @@ def is_queue_name(name: str) -> bool:
     return bool(_QUEUE_NAME_PATTERN.match(name))
 
 
-SESSION_ALIASES = ("sessionId", "sessionKey", "session_id", "thread_id")
+# conversation_id: the product description's name for it ("HTTP Trigger receives user message with optional
+# conversation_id").
+SESSION_ALIASES = ("sessionId", "sessionKey", "session_id", "thread_id", "conversation_id")
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,13 @@ class RequestLimits:
 
     Attributes:
         max_message_bytes: Largest message (UTF-8 bytes); larger gets 413.
-        max_session_key_length: Longest session key.
+        max_session_key_length: Longest session key (at most ``MAX_KEY_LENGTH``, 128 characters).
         allowed_roles: Roles a caller may send (default only ``user``, so callers cannot inject
             ``system`` or ``assistant`` turns).
     """
 
     max_message_bytes: int = 32_768
-    max_session_key_length: int = 128
+    max_session_key_length: int = MAX_KEY_LENGTH
     allowed_roles: frozenset[str] = field(default_factory=lambda: frozenset({"user"}))
 
 
@@ -82,6 +85,7 @@ class RunRequest:
     reply_queue: str | None = None
     timeout_seconds: float | None = None
     session_was_given: bool = True
+    received_at: str = field(default_factory=utc_now)
 
     @property
     def request_hash(self) -> str:
@@ -101,6 +105,7 @@ class RunRequest:
             "correlationId": self.correlation_id,
             "requestHash": self.request_hash,
             "enableToolCalls": self.enable_tool_calls,
+            "receivedAt": self.received_at,
         }
         if self.response_schema is not None:
             payload["responseSchema"] = self.response_schema
@@ -161,16 +166,21 @@ def build_run_request(
 
     correlation = _correlation_id(parsed.correlation_id, correlation_header)
 
-    if parsed.response_schema is not None:
+    response_schema = parsed.response_schema
+    if response_schema == {}:
+        # The empty schema constrains nothing (the product description's own request example sends it
+        # and shows a text answer): a plain run, the same request as one without a schema.
+        response_schema = None
+    if response_schema is not None:
         import jsonschema  # only runs with a schema pay for importing it
 
         try:
-            jsonschema.Draft202012Validator.check_schema(parsed.response_schema)
+            jsonschema.Draft202012Validator.check_schema(response_schema)
         except jsonschema.SchemaError as exc:
             raise RequestError(  # noqa: B904 - the schema error is the message, not a cause to chain
                 INVALID_RESPONSE_SCHEMA, f"response_schema is not a valid JSON Schema: {exc.message}"
             )
-        if parsed.response_schema.get("type", "object") != "object":
+        if response_schema.get("type", "object") != "object":
             raise RequestError(INVALID_RESPONSE_SCHEMA, "response_schema must describe a JSON object.")
 
     reply_queue = parsed.reply_queue
@@ -183,7 +193,7 @@ def build_run_request(
         role=role,
         correlation_id=correlation,
         enable_tool_calls=True if parsed.enable_tool_calls is None else parsed.enable_tool_calls,
-        response_schema=parsed.response_schema,
+        response_schema=response_schema,
         wait_for_response=wait_override if wait_override is not None else parsed.wait_for_response,
         reply_queue=reply_queue,
         timeout_seconds=parsed.timeout_seconds,

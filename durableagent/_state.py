@@ -16,7 +16,9 @@ from agent_framework import AgentResponse, AgentSession, Message
 
 from ._errors import DurableAgentError
 
-SCHEMA_VERSION = 1
+# 2: ``messageCount`` (and a receipt's ``message_count``) counts exchanges, as the product description
+# means it, not every message (1 was: question, tool call, tool result and answer all counted).
+SCHEMA_VERSION = 2
 # Key of our provider's slot in ``AgentSession.state`` (Agent Framework gives each provider one).
 WINDOW_SOURCE_ID = "durableagent"
 
@@ -87,6 +89,8 @@ class AgentState:
 
     # The window ----------------------------------------------------------------------------------
 
+    # message_count: exchanges (one per question answered), the product description's meaning.
+
     @property
     def window(self) -> list[dict[str, Any]]:
         slot = self.session.state.setdefault(WINDOW_SOURCE_ID, {})
@@ -113,7 +117,7 @@ class AgentState:
             properties = {"correlation_id": correlation_id} if correlation_id else None
             message = Message(role=role, contents=[content], additional_properties=properties)
         self.window.append(message.to_dict())
-        self.message_count += 1
+        self.message_count += 1  # an exchange begins with what the caller says
 
     def add_assistant_message(self, content: str, agent_response: AgentResponse | None = None) -> None:
         """Append the agent's answer to the window.
@@ -129,7 +133,6 @@ class AgentState:
             messages = [Message(role="assistant", contents=[content])]
         for message in messages:
             self.window.append(message.to_dict())
-            self.message_count += 1
 
     def trim(self, limits: StateLimits) -> None:
         """Drop the oldest window messages until within bounds, never starting mid tool exchange."""
@@ -166,10 +169,16 @@ class AgentState:
     def restore_state(self, data: dict[str, Any]) -> None:
         """Replace this state with a stored one.
 
+        State written by an older version is migrated as it is read (and written back in the new
+        schema by the next operation that changes it).
+
         Raises:
             StateSchemaError: The version is missing or newer than this code (never wiped silently).
         """
         version = data.get("schemaVersion")
+        if version == 1:
+            data = migrate_v1(data)
+            version = data["schemaVersion"]
         if version != SCHEMA_VERSION:
             raise StateSchemaError(
                 f"agent state schema version {version!r} is not supported (expected {SCHEMA_VERSION}); "
@@ -204,6 +213,23 @@ class AgentState:
 
     def size_bytes(self) -> int:
         return len(json.dumps(self.get_state(), separators=(",", ":")))
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: message counts become exchange counts (a copy; ``data`` is left as it is).
+
+    Every committed turn is one exchange, so the session's count is its turn count, and a successful
+    run's count is its turn number + 1. A failed run's receipt keeps its number: failures never
+    report one.
+    """
+    turns = int(data.get("turns", 0))
+    receipts = []
+    for item in data.get("receipts", []):
+        receipt = dict(item)
+        if receipt.get("status") == "success" and isinstance(receipt.get("turn"), int):
+            receipt["message_count"] = receipt["turn"] + 1
+        receipts.append(receipt)
+    return {**data, "schemaVersion": 2, "messageCount": turns, "receipts": receipts}
 
 
 def as_message_dict(message: Any) -> dict[str, Any]:

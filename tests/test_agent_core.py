@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import azure.durable_functions as df
 import pytest
-from agent_framework import Agent, AgentResponse, BaseChatClient, ChatResponse, Message
+from agent_framework import Agent, AgentResponse, BaseChatClient, ChatResponse, Content, Message
 
 import durableagent
 from durableagent import AgentFunctionApp, AgentRegistrationError, AgentSessionId, AgentState, RequestLimits
@@ -20,6 +20,7 @@ from durableagent._app import (
     SESSION_FUNCTION,
 )
 from durableagent._background import AgentSchedule, default_queue_name, occurrence_for
+from durableagent._conversation import history_entries
 from durableagent._entity import StructuredOutputError, _checked_structured_value, classify_failure
 from durableagent._errors import RequestError
 from durableagent._requests import build_run_request, check_idempotency, parse_bool
@@ -189,7 +190,7 @@ def test_state_round_trip_and_messages() -> None:
     restored = AgentState()
     restored.restore_state(data)
     assert [m.text for m in restored.window_messages()] == ["hello", "hi there"]
-    assert restored.message_count == 2
+    assert restored.message_count == 1  # one exchange
     restored.reset()
     assert restored.window_messages() == [] and restored.message_count == 0
 
@@ -214,7 +215,7 @@ def test_window_is_bounded_and_starts_at_a_user_turn() -> None:
         state.trim(limits)
     window = state.window
     assert len(window) <= 5 and window[0]["role"] == "user"
-    assert state.message_count == 30
+    assert state.message_count == 10  # exchanges, not messages (the product description's message_count)
 
 
 def test_receipts_are_bounded_and_state_stays_small() -> None:
@@ -235,7 +236,7 @@ def test_receipts_are_bounded_and_state_stays_small() -> None:
 
 def test_request_aliases_and_defaults() -> None:
     limits = RequestLimits()
-    for alias in ("sessionId", "sessionKey", "session_id", "thread_id"):
+    for alias in ("sessionId", "sessionKey", "session_id", "thread_id", "conversation_id"):
         request = build_run_request("Joker", {"message": "hi", alias: "k1"}, limits)
         assert request.session == AgentSessionId("Joker", "k1")
     request = build_run_request("Joker", {"message": " hi "}, limits)
@@ -270,6 +271,14 @@ def test_bad_requests_have_stable_codes(body: dict[str, object], code: str) -> N
         build_run_request("Joker", body, RequestLimits())
     assert caught.value.error.code == code
     assert caught.value.body()["error"]["code"] == code  # type: ignore[index]
+
+
+def test_an_empty_response_schema_is_a_plain_run() -> None:
+    # The product description's own request example sends "response_schema": {} and shows a text answer.
+    empty = build_run_request("Joker", {"message": "hi", "sessionId": "s", "response_schema": {}}, RequestLimits())
+    plain = build_run_request("Joker", {"message": "hi", "sessionId": "s"}, RequestLimits())
+    assert empty.response_schema is None and "responseSchema" not in empty.to_operation_input()
+    assert empty.request_hash == plain.request_hash  # the same request: a retry of either matches
 
 
 def test_custom_limits_allow_more_roles_and_size() -> None:
@@ -355,3 +364,77 @@ def test_failures_never_carry_client_text() -> None:
         error = classify_failure(outer)
     assert error["code"] == "agent_run_failed" and "secret" not in error["message"]
     assert "500" in error["message"]
+
+
+# The conversation as read ------------------------------------------------------------------------
+
+
+def _record(**extra: object) -> dict[str, object]:
+    response = AgentResponse(
+        messages=[
+            Message(
+                role="assistant",
+                contents=[Content.from_function_call(call_id="c1", name="lookup", arguments='{"city": "Oslo"}')],
+            ),
+            Message(role="tool", contents=[Content.from_function_result(call_id="c1", result="sunny")]),
+            Message(role="assistant", contents=["It is sunny."]),
+        ],
+        usage_details={"input_token_count": 30, "output_token_count": 7},
+    )
+    return {
+        "turn": 0,
+        "correlationId": "c",
+        "createdAt": "2026-01-01T10:00:05.000Z",
+        "request": {"role": "user", "message": "Weather in Oslo?"},
+        "messages": [],
+        "response": response.to_dict(),
+        "text": response.text,
+        **extra,
+    }
+
+
+def test_agent_response_fields_are_derived_from_the_stored_response() -> None:
+    user, assistant = history_entries(_record(receivedAt="2026-01-01T10:00:00.000Z"))
+    assert (user["timestamp"], assistant["timestamp"]) == ("2026-01-01T10:00:00.000Z", "2026-01-01T10:00:05.000Z")
+    view = assistant["agent_response"]
+    assert (view["text"], view["kind"]) == ("It is sunny.", "agent_message")
+    assert view["tool_calls"] == [{"call_id": "c1", "name": "lookup", "arguments": {"city": "Oslo"}, "result": "sunny"}]
+    # total_tokens is the sum when the model reported only the parts.
+    assert view["usage"] == {"prompt_tokens": 30, "completion_tokens": 7, "total_tokens": 37}
+    assert view["usage_details"] == {"input_token_count": 30, "output_token_count": 7}  # the framework's, beside
+
+
+def test_records_written_before_receivedAt_existed_still_read() -> None:
+    record = _record()
+    del record["response"]["usage_details"]  # type: ignore[attr-defined]
+    user, assistant = history_entries(record)
+    assert user["timestamp"] == assistant["timestamp"] == "2026-01-01T10:00:05.000Z"
+    assert assistant["agent_response"]["usage"] == {
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+    }
+
+
+def test_v1_state_is_migrated_on_restore() -> None:
+    v1 = {
+        **AgentState().get_state(),
+        "schemaVersion": 1,
+        "turns": 3,
+        "messageCount": 10,
+        "receipts": [
+            {
+                "correlation_id": "a",
+                "request_hash": "h",
+                "status": "success",
+                "at": "t",
+                "turn": 2,
+                "message_count": 10,
+            },
+            {"correlation_id": "b", "request_hash": "h", "status": "failed", "at": "t", "message_count": 10},
+        ],
+    }
+    state = AgentState.from_state(v1)
+    assert state.message_count == 3 and state.receipts["a"].message_count == 3
+    assert state.get_state()["schemaVersion"] == SCHEMA_VERSION == 2
+    assert v1["messageCount"] == 10  # the stored dict is not changed in place

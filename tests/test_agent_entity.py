@@ -53,6 +53,10 @@ class MemoryTranscripts:
     def read_turn(self, session: AgentSessionId, turn: int) -> dict[str, Any] | None:
         return self.turns.get((str(session), turn))
 
+    def read_turns(self, session: AgentSessionId, start: int, count: int) -> list[dict[str, Any]]:
+        found = (self.read_turn(session, t) for t in range(start, start + count))
+        return [r for r in found if r is not None]
+
     def delete_session(self, session: AgentSessionId) -> int:
         gone = [k for k in self.turns if k[0] == str(session)]
         for k in gone:
@@ -101,7 +105,8 @@ def test_turns_accumulate_and_the_model_sees_the_window() -> None:
     first = run(entity, None, "hello", "c1")
     assert first.result["status"] == "success" and first.result["text"] == "echo: hello"
     second = run(entity, first.state, "again", "c2")
-    assert second.result["turn"] == 1 and second.result["message_count"] == 4
+    # message_count counts exchanges (the product description's meaning), not messages.
+    assert second.result["turn"] == 1 and second.result["message_count"] == 2
     seen = [m.text for m in client.calls[-1].messages]
     assert seen == ["hello", "echo: hello", "again"]
     assert transcripts.writes == 2 and transcripts.read_turn(AgentSessionId("Joker", "s1"), 1)["correlationId"] == "c2"
@@ -190,18 +195,77 @@ def test_tools_can_be_switched_off_per_run() -> None:
 def test_state_operations() -> None:
     entity, _, transcripts = make()
     state = run(entity, None, "hi", "c1").state
-    summary = FakeContext("get_state", "s1", state)
-    entity(summary)
-    assert summary.result["turns"] == 1 and summary.result["sessionId"] == "@Joker@s1"
+    state = run(entity, state, "again", "c2").state
+    read = FakeContext("get_state", "s1", state)
+    entity(read)
+    # get_state returns the conversation, as the product description shows it.
+    assert read.result["message_count"] == 2 and read.result["agent_type"] == "Agent"
+    assert read.result["last_response"] == "echo: again"
+    history = read.result["conversation_history"]
+    assert [(e["role"], e["content"]) for e in history] == [
+        ("user", "hi"),
+        ("assistant", "echo: hi"),
+        ("user", "again"),
+        ("assistant", "echo: again"),
+    ]
+    assert (
+        history[1]["agent_response"]["text"] == "echo: hi" and history[1]["agent_response"]["kind"] == "agent_message"
+    )
+    assert (
+        read.result["turns"] == 2 and read.result["sessionId"] == "s1" and read.result["agentSessionId"] == "@Joker@s1"
+    )
+    assert read.state == state  # reading changes nothing
     reset = FakeContext("reset", "s1", state)
     entity(reset)
-    assert AgentState.from_state(reset.state).turns == 0
+    # reset forgets the conversation and its transcript: reading it afterwards shows no old turn.
+    assert AgentState.from_state(reset.state).turns == 0 and not transcripts.turns
+    assert reset.result["transcriptTurnsDeleted"] == 2
+    after = FakeContext("get_state", "s1", reset.state)
+    entity(after)
+    assert (after.result["message_count"], after.result["conversation_history"]) == (0, [])
+    state = run(entity, reset.state, "fresh", "c3").state
     delete = FakeContext("delete", "s1", state)
     entity(delete)
     assert delete.destructed and delete.result["transcriptTurnsDeleted"] == 1 and not transcripts.turns
     unknown = FakeContext("explode", "s1", state)
     entity(unknown)
     assert unknown.result["error"]["code"] == "unknown_operation" and unknown.state == state
+
+
+def test_a_key_that_is_no_session_keys_storage_form_is_refused() -> None:
+    entity, client, _ = make()
+    context = FakeContext("run_agent", "has space", None, {"message": "hi", "correlationId": "c1"})
+    entity(context)
+    assert context.result["error"]["code"] == "invalid_session_id" and context.state is None and not client.calls
+
+
+def test_free_text_keys_run_under_their_storage_form() -> None:
+    entity, _, transcripts = make()
+    session = AgentSessionId("Joker", "someone@example.com")
+    context = FakeContext(
+        "run_agent", session.entity_key, None, {"message": "hi", "correlationId": "c1", "requestHash": "h"}
+    )
+    entity(context)
+    assert context.result["status"] == "success" and transcripts.read_turn(session, 0) is not None
+
+
+def test_v1_state_is_migrated_and_keeps_working() -> None:
+    # A session stored by schema 1, where message counts counted every message of a turn.
+    entity, client, _ = make()
+    v2 = run(entity, None, "hello", "c1").state
+    v1 = {
+        **v2,
+        "schemaVersion": 1,
+        "messageCount": 4,  # question, tool call, tool result, answer
+        "receipts": [{**v2["receipts"][0], "message_count": 4}],
+    }
+    again = run(entity, v1, "hello", "c1")  # a retry of the stored run answers from its migrated receipt
+    assert again.result["duplicate"] is True and again.result["message_count"] == 1 and len(client.calls) == 1
+    nxt = run(entity, v1, "next", "c2")
+    assert nxt.result["status"] == "success" and nxt.result["message_count"] == 2
+    assert nxt.state["schemaVersion"] == SCHEMA_VERSION == 2 and nxt.state["messageCount"] == 2
+    assert [m.text for m in client.calls[-1].messages] == ["hello", "echo: hello", "next"]
+    assert v1["schemaVersion"] == 1 and v1["messageCount"] == 4  # the stored dict itself is not mutated
 
 
 @pytest.mark.parametrize("version", [None, SCHEMA_VERSION + 1])

@@ -190,9 +190,11 @@ def test_second_turn_sends_the_first_turn_to_the_model(stack: Stack) -> None:
     code, body = stack.run(session, first)
     assert code == 200, body
     assert body["status"] == "success" and body["response"] == f"echo: {first}"
-    assert body["sessionId"] == f"@Chat@{session}" and body["message_count"] == 2
+    # sessionId echoes the caller's key; the @name@key form is agentSessionId. message_count counts exchanges.
+    assert (body["sessionId"], body["agentSessionId"]) == (session, f"@Chat@{session}")
+    assert body["message_count"] == 1
     code, body = stack.run(session, second)
-    assert (code, body["response"], body["message_count"]) == (200, f"echo: {second}", 4)
+    assert (code, body["response"], body["message_count"]) == (200, f"echo: {second}", 2)
 
     [request] = asking(stack.model, second)
     sent = [m for m in body_messages(request) if m[0] != "system"]
@@ -209,8 +211,8 @@ def test_tool_call_runs_the_tool_once_and_answers(stack: Stack) -> None:
     code, body = stack.run(session, f"weather in {city}?")
     assert code == 200, body
     assert body["response"] == f"It is sunny in {city}."
-    # question, the call, its result, the answer: all one turn
-    assert body["message_count"] == 4
+    # question, the call, its result, the answer: all one turn, one exchange
+    assert body["message_count"] == 1
     assert stack.tool_runs() == [*before, city]
 
     requests = mentioning(stack.model, city)
@@ -275,11 +277,11 @@ def test_eight_concurrent_runs_on_one_session_lose_no_turn(stack: Stack) -> None
         results = list(pool.map(run, range(8)))
     assert [code for code, _ in results] == [200] * 8, results
     assert sorted(body["response"] for _, body in results) == sorted(f"echo: {m}" for m in messages)
-    assert sorted(body["message_count"] for _, body in results) == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert sorted(body["message_count"] for _, body in results) == [1, 2, 3, 4, 5, 6, 7, 8]
 
     code, body = stack.session(session)
     assert code == 200
-    assert (body["message_count"], body["turn_count"]) == (16, 8)
+    assert (body["message_count"], body["turn_count"]) == (8, 8)
     entries = [(e["role"], e["content"]) for e in body["conversation_history"]]
     users = [text for role, text in entries if role == "user"]
     assert sorted(users) == sorted(messages) and len(users) == 8
@@ -306,7 +308,7 @@ def test_duplicate_correlation_id_calls_the_model_once(stack: Stack) -> None:
     time.sleep(0.3)
     assert asking(stack.model, other) == []
     code, body = stack.session(session)
-    assert (body["turn_count"], body["message_count"]) == (1, 2)
+    assert (body["turn_count"], body["message_count"]) == (1, 1)
 
 
 # Queue-triggered runs ---------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ def test_queue_redelivery_calls_the_model_once(stack: Stack) -> None:
     assert queue_runs(stack) == handled + 2
     assert len(asking(stack.model, message)) == 1
     _, body = stack.session(session)
-    assert (body["turn_count"], body["message_count"]) == (1, 2)
+    assert (body["turn_count"], body["message_count"]) == (1, 1)
     replies: list[Any] = []
     drain(stack, reply_queue, replies)
     assert [r["correlationId"] for r in replies] == [correlation]
@@ -469,7 +471,7 @@ def test_model_failures_are_reported_and_forgotten(stack: Stack) -> None:
 
     after = f"still there? ({session})"
     code, body = stack.run(session, after)
-    assert (code, body["response"], body["message_count"]) == (200, f"echo: {after}", 4)
+    assert (code, body["response"], body["message_count"]) == (200, f"echo: {after}", 2)
     [request] = asking(stack.model, after)
     sent = [m for m in body_messages(request) if m[0] != "system"]
     assert sent == [("user", ok_first), ("assistant", f"echo: {ok_first}"), ("user", after)]
@@ -597,7 +599,7 @@ def test_malformed_requests_get_stable_errors_and_change_nothing(stack: Stack) -
         if case.session is not None:
             assert stack.session(case.session)[0] == 404, f"{case.name} created session {case.session}"
     code, body = stack.session(existing)
-    assert (code, body["turn_count"], body["message_count"]) == (200, 1, 2)
+    assert (code, body["turn_count"], body["message_count"]) == (200, 1, 1)
 
 
 # Reading and deleting sessions ------------------------------------------------------------------------
@@ -614,7 +616,7 @@ def test_history_pages_follow_the_cursor(stack: Stack) -> None:
         code, body = stack.session(session, query=f"?cursor={cursor}&page_size=3")
         assert code == 200, body
         assert (body["page"]["cursor"], body["page"]["page_size"]) == (cursor, 3)
-        assert (body["turn_count"], body["message_count"]) == (7, 14)
+        assert (body["turn_count"], body["message_count"]) == (7, 7)
         assert len(body["conversation_history"]) == 2 * min(3, 7 - cursor)
         cursors.append(cursor)
         entries.extend((e["role"], e["content"]) for e in body["conversation_history"])
@@ -651,7 +653,7 @@ def test_responses_agent_keeps_history_on_the_service(stack: Stack) -> None:
     code, body = stack.run(session, first, agent="Responses")
     assert (code, body["response"]) == (200, f"echo: {first}"), body
     code, body = stack.run(session, second, agent="Responses")
-    assert (code, body["response"], body["message_count"]) == (200, f"echo: {second}", 4), body
+    assert (code, body["response"], body["message_count"]) == (200, f"echo: {second}", 2), body
 
     [turn1] = asking(stack.model, first)
     [turn2] = asking(stack.model, second)
@@ -742,7 +744,7 @@ def test_kill_mid_run_keeps_history_and_finishes_the_run(
         assert (result["status"], result["response"]) == ("success", f"echo: {messages[2]}")
         assert len(asking(model, messages[2])) == 2
         code, body = stack.session(session)
-        assert (code, body["turn_count"], body["message_count"]) == (200, 3, 6), body
+        assert (code, body["turn_count"], body["message_count"]) == (200, 3, 3), body
         assert [(e["role"], e["content"]) for e in body["conversation_history"]] == [
             pair for m in messages for pair in (("user", m), ("assistant", f"echo: {m}"))
         ]

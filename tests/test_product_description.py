@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -28,7 +30,7 @@ from azure.core.exceptions import ResourceExistsError
 from conftest import AzuriteInstance
 from hosttools.host_process import HostProcess, assert_eventually, copy_app
 
-from durableagent.testing import FakeOpenAIServer
+from durableagent.testing import FakeOpenAIServer, Reply
 
 APPS = Path(__file__).parent / "apps"
 
@@ -126,6 +128,184 @@ def _routes(app: Any) -> dict[str, tuple[str, list[str]]]:
             if binding["type"] == "httpTrigger":
                 found[function.get_function_name()] = (binding["route"], [m.upper() for m in binding["methods"]])
     return found
+
+
+# Quick Start: 5. Test your agent, 6. Retrieve conversation state ------------------------------------------
+
+SEATTLE = "What is the weather like in Seattle?"
+SEATTLE_ANSWER = "The weather in Seattle is currently 72°F and sunny."
+
+
+@pytest.fixture(scope="module")
+def quick_start(weather: Host, model: FakeOpenAIServer) -> dict[str, Any]:
+    """The Quick Start's ``curl -X POST .../api/agents/WeatherAgent/run`` (the model calls get_weather)."""
+    model.script(
+        Reply.tool_call("get_weather", {"location": "Seattle"}, delay_seconds=0.05),
+        Reply.text(SEATTLE_ANSWER, delay_seconds=0.05),
+    )
+    code, body = weather.call(
+        "POST",
+        "/api/agents/WeatherAgent/run",
+        b'{"message": "What is the weather like in Seattle?", "sessionId": "user-123"}',
+        {"Content-Type": "application/json"},
+    )
+    assert code == 200, body
+    assert isinstance(body, dict)
+    return body
+
+
+def test_quick_start_test_your_agent(quick_start: dict[str, Any]) -> None:
+    expected = {
+        "response": "The weather in Seattle is currently 72°F and sunny.",
+        "message": "What is the weather like in Seattle?",
+        "sessionId": "user-123",
+        "status": "success",
+        "message_count": 1,
+    }
+    assert {k: quick_start[k] for k in expected} == expected
+    # Ours, beside the documented fields.
+    assert quick_start["agentSessionId"] == "@WeatherAgent@user-123" and quick_start["correlationId"]
+
+
+def test_quick_start_retrieve_conversation_state(weather: Host, quick_start: dict[str, Any]) -> None:
+    code, body = weather.call("GET", "/api/agents/WeatherAgent/user-123")
+    assert code == 200, body
+    assert (body["message_count"], body["last_response"], body["agent_type"]) == (1, SEATTLE_ANSWER, "Agent")
+    user, assistant = body["conversation_history"]
+    assert (user["role"], user["content"]) == ("user", SEATTLE)
+    assert (assistant["role"], assistant["content"]) == ("assistant", SEATTLE_ANSWER)
+    # Each entry is stamped when it was said: the question on arrival, the answer when it was complete.
+    for entry in (user, assistant):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", entry["timestamp"]), entry
+    assert user["timestamp"] < assistant["timestamp"]
+    assert "agent_response" not in user
+    agent_response = assistant["agent_response"]
+    assert (agent_response["text"], agent_response["kind"]) == (SEATTLE_ANSWER, "agent_message")
+    [call] = agent_response["tool_calls"]
+    assert (call["name"], call["arguments"]) == ("get_weather", {"location": "Seattle"})
+    assert json.loads(call["result"]) == {"location": "Seattle", "temperature": 72, "conditions": "Sunny"}
+    usage = agent_response["usage"]
+    assert set(usage) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    assert all(isinstance(v, int) and v > 0 for v in usage.values()), usage
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # "... and other framework fields": Agent Framework's own response stays beside the documented ones.
+    assert agent_response["type"] == "agent_response" and agent_response["messages"]
+
+
+# Request/Response Format: POST /api/agents/{agent_name}/run ----------------------------------------------
+
+
+def test_run_request_with_every_documented_field(weather: Host) -> None:
+    session = new_key("format")
+    request = {
+        "message": "Your message to the agent",
+        "sessionId": session,
+        "role": "user",
+        "enable_tool_calls": True,
+        "response_schema": {},
+    }
+    code, body = weather.call("POST", "/api/agents/WeatherAgent/run", request)
+    assert code == 200, body
+    assert {k: body[k] for k in ("response", "message", "sessionId", "status", "message_count")} == {
+        "response": "echo: Your message to the agent",
+        "message": "Your message to the agent",
+        "sessionId": session,
+        "status": "success",
+        "message_count": 1,
+    }
+
+
+def test_only_message_is_required_and_a_session_id_is_generated(weather: Host) -> None:
+    code, body = weather.call("POST", "/api/agents/WeatherAgent/run", {"message": "Only a message"})
+    assert code == 200, body
+    assert body["sessionId"] and body["agentSessionId"] == f"@WeatherAgent@{body['sessionId']}"
+    code, state = weather.call("GET", f"/api/agents/WeatherAgent/{body['sessionId']}")
+    assert code == 200 and state["message_count"] == 1, state
+
+
+@pytest.mark.parametrize("alias", ["sessionKey", "conversation_id"])
+def test_session_aliases(weather: Host, alias: str) -> None:
+    # "sessionKey is also supported as an alias for sessionId"; "HTTP Trigger receives user message with
+    # optional conversation_id" (How It Works).
+    session = new_key(alias)
+    for i in (1, 2):
+        code, body = weather.call("POST", "/api/agents/WeatherAgent/run", {"message": f"hi {i}", alias: session})
+        assert (code, body["sessionId"], body["message_count"]) == (200, session, i), body
+
+
+def test_message_count_counts_exchanges(weather: Host, model: FakeOpenAIServer) -> None:
+    # The GET example's "message_count": 5 after five exchanges, tool calls included.
+    session = new_key("five")
+    for i in range(5):
+        if i % 2 == 0:
+            model.script(Reply.tool_call("get_weather", {"location": f"City {i}"}), Reply.text(f"Sunny in City {i}"))
+        code, body = weather.call("POST", "/api/agents/WeatherAgent/run", {"message": f"q{i}", "sessionId": session})
+        assert (code, body["message_count"]) == (200, i + 1), body
+    code, body = weather.call("GET", f"/api/agents/WeatherAgent/{session}")
+    assert (code, body["message_count"], len(body["conversation_history"])) == (200, 5, 10)
+    assert body["last_response"] == "Sunny in City 4"
+    calls = [len(e["agent_response"]["tool_calls"]) for e in body["conversation_history"] if e["role"] == "assistant"]
+    assert calls == [1, 0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("key", ["someone@example.com", "Ticket #4711 / Ada?", "Grüße 100%", "@handle"])
+def test_a_session_key_is_whatever_the_caller_uses(weather: Host, key: str) -> None:
+    # Any printable text up to 128 characters; URL-encoded in paths. A key starting with '@' is sent in
+    # the @name@key form (a leading '@' means that form).
+    sent = f"@WeatherAgent@{key}" if key.startswith("@") else key
+    code, body = weather.call("POST", "/api/agents/WeatherAgent/run", {"message": "hello", "sessionId": sent})
+    assert (code, body.get("sessionId")) == (200, key), body
+    path = f"/api/agents/WeatherAgent/{quote(sent, safe='')}"
+    code, state = weather.call("GET", path)
+    assert (code, state["sessionId"], state["message_count"]) == (200, key, 1), state
+    code, result = weather.call("GET", f"{path}/runs/{body['correlationId']}")
+    assert (code, result["response"]) == (200, "echo: hello"), result
+
+
+def test_the_whole_history_by_default_and_pages_on_request(weather: Host) -> None:
+    session = new_key("long")
+    turns = 55  # more than the 50 turns the history used to stop at
+    for i in range(turns):
+        code, body = weather.call(
+            "POST", "/api/agents/WeatherAgent/run", {"message": f"turn {i}", "sessionId": session}
+        )
+        assert code == 200, body
+    code, body = weather.call("GET", f"/api/agents/WeatherAgent/{session}")
+    assert (code, body["message_count"], len(body["conversation_history"])) == (200, turns, 2 * turns)
+    assert body["page"]["next_cursor"] is None
+    code, page = weather.call("GET", f"/api/agents/WeatherAgent/{session}?cursor=50&page_size=3")
+    assert [e["content"] for e in page["conversation_history"]][::2] == ["turn 50", "turn 51", "turn 52"]
+    assert page["page"]["next_cursor"] == 53
+
+
+# Architecture: Entity Operations (run_agent, get_state, reset) --------------------------------------------
+
+
+def test_entity_operations(weather: Host) -> None:
+    session = new_key("entity")
+    base = f"/api/entity-operations/WeatherAgent/{quote(session, safe='')}"
+    run = {"message": "Hello entity", "correlationId": f"c-{session}"}
+    code, result = weather.call("POST", f"{base}/run_agent", run)
+    assert (code, result["status"], result["text"]) == (200, "success", "echo: Hello entity"), result
+
+    code, state = weather.call("POST", f"{base}/get_state", None)
+    assert code == 200, state
+    assert (state["message_count"], state["last_response"], state["agent_type"]) == (1, "echo: Hello entity", "Agent")
+    assert [(e["role"], e["content"]) for e in state["conversation_history"]] == [
+        ("user", "Hello entity"),
+        ("assistant", "echo: Hello entity"),
+    ]
+    assert state["conversation_history"][1]["agent_response"]["kind"] == "agent_message"
+
+    code, reset = weather.call("POST", f"{base}/reset", None)
+    assert (code, reset["status"]) == (200, "reset"), reset
+    # The conversation is gone, transcript included: GET shows no old turn.
+    code, body = weather.call("GET", f"/api/agents/WeatherAgent/{quote(session, safe='')}")
+    assert (code, body["message_count"], body["conversation_history"], body["last_response"]) == (200, 0, [], None)
+    code, body = weather.call("POST", "/api/agents/WeatherAgent/run", {"message": "After reset", "sessionId": session})
+    assert (code, body["message_count"]) == (200, 1), body
+    code, body = weather.call("GET", f"/api/agents/WeatherAgent/{quote(session, safe='')}")
+    assert [e["content"] for e in body["conversation_history"]] == ["After reset", "echo: After reset"]
 
 
 # API Reference: AgentFunctionApp ------------------------------------------------------------------------

@@ -201,8 +201,8 @@ class TestSingleAgentTools:
         code, body = sample.run("ShopAssistant", question, session)
         assert code == 200, body
         assert body["status"] == "success" and body["response"] == "32 inches is about 81.3 cm."
-        assert body["sessionId"] == f"@ShopAssistant@{session}"
-        assert body["message_count"] == 4  # question, tool call, tool result, answer
+        assert (body["sessionId"], body["agentSessionId"]) == (session, f"@ShopAssistant@{session}")
+        assert body["message_count"] == 1  # one exchange (question, tool call, tool result, answer)
         first, second = sample.model.asked(session)
         assert {t["function"]["name"] for t in first["tools"]} == {"convert_units", "faq_lookup"}
         assert tool_results(second) == ["32 in = 81.28 cm"]  # the sample's own tool ran
@@ -238,7 +238,7 @@ class TestSingleAgentTools:
         )
         body = json.loads(raw)
         assert code == 200 and body["response"] == "echo: What is 5 lb in kg?", body
-        assert body["sessionId"].startswith("@ShopAssistant@")
+        assert body["agentSessionId"] == f"@ShopAssistant@{body['sessionId']}"
 
         session = key("background")
         code, accepted = sample.run(
@@ -279,7 +279,8 @@ class TestMultipleAgents:
             message = f"{agent}, over to you ({session})"
             code, body = sample.run(agent, message, session)
             assert code == 200, body
-            assert body["sessionId"] == f"@{agent}@{session}" and body["response"] == f"echo: {message}"
+            assert body["agentSessionId"] == f"@{agent}@{session}" and body["response"] == f"echo: {message}"
+            assert body["sessionId"] == session
             [request] = sample.model.asked(message)
             assert system_text(request) == instructions[agent]
             # Same key, separate conversations: each agent saw only its own message.
@@ -298,7 +299,7 @@ class TestMultipleAgents:
         assert len(history(sample, "Writer", session)) == 4
         assert len(history(sample, "Critic", session)) == 2
         code, body = sample.call("GET", f"/agents/Translator/@Translator@{session}")
-        assert code == 200 and body["sessionId"] == f"@Translator@{session}" and body["turn_count"] == 1
+        assert code == 200 and body["agentSessionId"] == f"@Translator@{session}" and body["turn_count"] == 1
 
     def test_unknown_agent(self, sample: Sample) -> None:
         code, body = sample.run("Poet", "Write a haiku.")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import azure.durable_functions as df
+import azure.functions as func
 from agent_framework import Agent, AgentResponse, AgentResponseUpdate
 from agent_framework.openai import OpenAIChatCompletionClient
 
-from durableagent import AgentFunctionApp
+from durableagent import AgentFunctionApp, AgentSessionId
 from durableagent.callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 
 
@@ -58,3 +60,31 @@ class ConsoleLogger(AgentResponseCallbackProtocol):
 app = AgentFunctionApp(default_callback=ConsoleLogger())
 app.add_agent(weather_agent)
 app.add_agent(math_agent)
+
+
+# Not on the page: an orchestration that calls an agent's entity operation by name (run_agent, get_state,
+# reset), so tests can run the page's "Entity Operations" through Durable Functions itself. The app is a
+# DFApp ("Full Azure Functions Integration"), so these sit beside the agents.
+@app.route(route="entity-operations/{agent}/{key}/{operation}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def entity_operation(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    route = req.route_params
+    payload = {
+        "agent": route["agent"],
+        "key": route["key"],
+        "operation": route["operation"],
+        "input": req.get_json() if req.get_body() else None,
+    }
+    instance = await client.start_new("call_agent_entity", client_input=payload)
+    response: func.HttpResponse = await client.wait_for_completion_or_create_check_status_response(
+        req, instance, timeout_in_milliseconds=30_000
+    )
+    return response
+
+
+@app.orchestration_trigger(context_name="context")
+def call_agent_entity(context: df.DurableOrchestrationContext) -> Any:
+    args = context.get_input()
+    session = AgentSessionId(args["agent"], args["key"])
+    result = yield context.call_entity(session.to_entity_id(), args["operation"], args["input"])
+    return result
