@@ -2,7 +2,7 @@
 queue and timer entry points. Users keep adding their own functions to the same app.
 
 Names of generated functions derive from the agent's name and are part of the contract (renaming
-one would orphan the state of existing sessions); ``tests/test_agent_app.py`` pins them.
+one would orphan the state of existing sessions or break callers); ``tests/test_agent_core.py`` pins them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore
 _AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _GENERATED_NAME = re.compile(r"^WorkflowBuilder-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-# Names of the shared functions (one per app).
+# Names of the shared functions (one per app). The agents-* ones answer only for names no agent has:
+# each agent's own functions (below) serve its routes.
 RUN_FUNCTION = "agents-run"
 SESSION_FUNCTION = "agents-session"
 DELETE_SESSION_FUNCTION = "agents-session-delete"
@@ -66,6 +67,12 @@ AnyWorkflow = Workflow | FunctionalWorkflow | FunctionalWorkflowDefinition
 
 def entity_function_name(agent_name: str) -> str:
     return entity_name_for(agent_name)
+
+
+def http_function_names(agent_name: str) -> dict[str, str]:
+    """An agent's HTTP functions by what they do: ``run``, ``session``, ``session-delete``, ``run-result``."""
+    entity = entity_name_for(agent_name)
+    return {what: f"{entity}-{what}" for what in ("run", "session", "session-delete", "run-result")}
 
 
 def queue_function_name(agent_name: str) -> str:
@@ -127,6 +134,7 @@ class AgentFunctionApp(df.DFApp):
         super().__init__(http_auth_level=http_auth_level)
         self._agents: dict[str, SupportsAgentRun] = {}
         self._names: dict[str, str] = {}
+        self._generated: set[str] = set()  # lower-cased names of the agents' generated functions
         self._default_callback = default_callback
         self.request_limits = request_limits or RequestLimits()
         self.state_limits = state_limits or StateLimits()
@@ -197,9 +205,21 @@ class AgentFunctionApp(df.DFApp):
         queue = queue_name or default_queue_name(name)
         if enable_queue_trigger and not is_queue_name(queue):
             raise AgentRegistrationError(f"'{queue}' is not a valid queue name.")
+        schedules = list(schedules)
+        functions = [entity_function_name(name), *http_function_names(name).values()]
+        functions += [queue_function_name(name)] if enable_queue_trigger else []
+        functions += [schedule_function_name(name, i, schedule) for i, schedule in enumerate(schedules)]
+        # Names derive from agent names, so two agents can meet ('x' runs as agent-x-run, the entity of
+        # agent 'x-run'): refuse here rather than let the host refuse the whole app.
+        taken = sorted({f.lower() for f in functions} & self._generated)
+        if taken or len({f.lower() for f in functions}) != len(functions):
+            raise AgentRegistrationError(
+                f"Agent '{name}' would need function names another agent already has: {', '.join(taken)}."
+            )
         _window.install(agent)
         self._agents[name.lower()] = agent
         self._names[name.lower()] = name
+        self._generated.update(f.lower() for f in functions)
         config = EntityConfig(
             name=name,
             agent=agent,
@@ -210,6 +230,7 @@ class AgentFunctionApp(df.DFApp):
             reply=queue_reply_sender(self._storage_setting),
         )
         self._register_entity(name, AgentEntity(config))
+        self._register_agent_http(name)
         if enable_queue_trigger:
             self._register_queue(name, queue)
         for index, schedule in enumerate(schedules):
@@ -358,25 +379,15 @@ class AgentFunctionApp(df.DFApp):
     def _register_http(self, enable_health_check: bool) -> None:
         api = self._http
 
-        async def agents_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-            return await api.run(req, client)
+        async def agents_unknown(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.unknown_agent(req)
 
-        async def agents_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-            return await api.get_session(req, client)
-
-        async def agents_session_delete(
-            req: func.HttpRequest, client: df.DurableOrchestrationClient
-        ) -> func.HttpResponse:
-            return await api.delete_session(req, client)
-
-        async def agents_run_result(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-            return await api.run_result(req, client)
-
-        self._http_function(RUN_FUNCTION, "agents/{name}/run", "POST", agents_run)
-        self._http_function(SESSION_FUNCTION, "agents/{name}/{sessionId}", "GET", agents_session)
-        self._http_function(DELETE_SESSION_FUNCTION, "agents/{name}/{sessionId}", "DELETE", agents_session_delete)
+        # A name no agent has gets a JSON 404 (agent_not_found), not the host's bare one.
+        self._http_function(RUN_FUNCTION, "agents/{name}/run", "POST", agents_unknown)
+        self._http_function(SESSION_FUNCTION, "agents/{name}/{sessionId}", "GET", agents_unknown)
+        self._http_function(DELETE_SESSION_FUNCTION, "agents/{name}/{sessionId}", "DELETE", agents_unknown)
         self._http_function(
-            RUN_RESULT_FUNCTION, "agents/{name}/{sessionId}/runs/{correlationId}", "GET", agents_run_result
+            RUN_RESULT_FUNCTION, "agents/{name}/{sessionId}/runs/{correlationId}", "GET", agents_unknown
         )
         if enable_health_check:
 
@@ -385,6 +396,32 @@ class AgentFunctionApp(df.DFApp):
 
             decorated = self.route(route="health", methods=["GET"])(health)
             self.function_name(name=HEALTH_FUNCTION)(decorated)
+
+    def _register_agent_http(self, name: str) -> None:
+        """The agent's own functions and routes (the page: "This creates separate routes for each agent"),
+        so each can have its own keys, be disabled (``AzureWebJobs.<function>.Disabled``) and be measured."""
+        api = self._http
+        names = http_function_names(name)
+        base = f"agents/{name}"
+
+        async def agent_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.run(req, client, name)
+
+        async def agent_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.get_session(req, client, name)
+
+        async def agent_session_delete(
+            req: func.HttpRequest, client: df.DurableOrchestrationClient
+        ) -> func.HttpResponse:
+            return await api.delete_session(req, client, name)
+
+        async def agent_run_result(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await api.run_result(req, client, name)
+
+        self._http_function(names["run"], f"{base}/run", "POST", agent_run)
+        self._http_function(names["session"], base + "/{sessionId}", "GET", agent_session)
+        self._http_function(names["session-delete"], base + "/{sessionId}", "DELETE", agent_session_delete)
+        self._http_function(names["run-result"], base + "/{sessionId}/runs/{correlationId}", "GET", agent_run_result)
 
     def _http_function(self, name: str, route: str, method: str, handler: Any) -> None:
         with_client = self.durable_client_input(client_name="client")(handler)

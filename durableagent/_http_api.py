@@ -93,17 +93,21 @@ class AgentHttpApi:
 
     # POST agents/{name}/run ---------------------------------------------------------------------
 
-    async def run(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run(
+        self, req: func.HttpRequest, client: df.DurableOrchestrationClient, agent_name: str | None = None
+    ) -> func.HttpResponse:
         try:
-            return await self._run(req, client)
+            return await self._run(req, client, agent_name or req.route_params["name"])
         except RequestError as exc:
             return error_response(exc)
         except Exception:
             _log.exception("Agent run request failed")
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
-    async def _run(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-        agent = self._agent(req.route_params["name"])
+    async def _run(
+        self, req: func.HttpRequest, client: df.DurableOrchestrationClient, agent_name: str
+    ) -> func.HttpResponse:
+        agent = self._agent(agent_name)
         limits = self.settings.limits
         raw = req.get_body() or b""
         if len(raw) > limits.max_message_bytes + 65_536:
@@ -209,9 +213,11 @@ class AgentHttpApi:
 
     # GET agents/{name}/{sessionId}/runs/{correlationId} ---------------------------------------
 
-    async def run_result(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run_result(
+        self, req: func.HttpRequest, client: df.DurableOrchestrationClient, agent_name: str | None = None
+    ) -> func.HttpResponse:
         try:
-            agent = self._agent(req.route_params["name"])
+            agent = self._agent(agent_name or req.route_params["name"])
             session = _parse_session(agent.name, req.route_params["sessionId"])
             correlation_id = req.route_params["correlationId"]
             receipt = _receipt(await _read_state(client, session.to_entity_id()), correlation_id)
@@ -234,9 +240,11 @@ class AgentHttpApi:
 
     # GET agents/{name}/{sessionId} ----------------------------------------------------------------
 
-    async def get_session(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def get_session(
+        self, req: func.HttpRequest, client: df.DurableOrchestrationClient, agent_name: str | None = None
+    ) -> func.HttpResponse:
         try:
-            agent = self._agent(req.route_params["name"])
+            agent = self._agent(agent_name or req.route_params["name"])
             session = _parse_session(agent.name, req.route_params["sessionId"])
             state = await _read_state(client, session.to_entity_id())
             if state is None:
@@ -274,9 +282,11 @@ class AgentHttpApi:
 
     # DELETE agents/{name}/{sessionId} --------------------------------------------------------------
 
-    async def delete_session(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def delete_session(
+        self, req: func.HttpRequest, client: df.DurableOrchestrationClient, agent_name: str | None = None
+    ) -> func.HttpResponse:
         try:
-            agent = self._agent(req.route_params["name"])
+            agent = self._agent(agent_name or req.route_params["name"])
             session = _parse_session(agent.name, req.route_params["sessionId"])
             entity_id = session.to_entity_id()
             if await _read_state(client, entity_id) is None:
@@ -295,6 +305,14 @@ class AgentHttpApi:
         except Exception:
             _log.exception("Agent API request failed")
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
+
+    # agents/{name}/... of no agent ------------------------------------------------------------------
+
+    async def unknown_agent(self, req: func.HttpRequest) -> func.HttpResponse:
+        """What the shared ``agents/{name}/...`` routes answer: each agent has routes of its own, which
+        the host prefers (literal segments win), so only a name no agent serves gets here."""
+        name = req.route_params.get("name", "")
+        return error_response(RequestError(AGENT_NOT_FOUND, f"No agent named '{name}' is registered."))
 
     # GET health ----------------------------------------------------------------------------------
 

@@ -79,6 +79,10 @@ def test_generated_function_names_are_pinned() -> None:
         "workflows-terminate",
         "workflows-events",
         "agent-weather_bot",
+        "agent-weather_bot-run",
+        "agent-weather_bot-session",
+        "agent-weather_bot-session-delete",
+        "agent-weather_bot-run-result",
         "agent-weather_bot-queue",
         "agent-weather_bot-schedule-daily",
     }
@@ -88,6 +92,19 @@ def test_generated_function_names_are_pinned() -> None:
         "agents-run-result",
     )
     bindings = {f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()] for f in functions}
+    # Each agent has its own routes ("This creates separate routes for each agent"); the shared
+    # agents/{name}/... routes only answer 404 agent_not_found for names no agent has.
+    routes = {
+        name: (trigger["route"], trigger["methods"])
+        for name, found in bindings.items()
+        for trigger in found
+        if trigger["type"] == "httpTrigger"
+    }
+    assert routes["agent-weather_bot-run"] == ("agents/Weather_Bot/run", ["POST"])
+    assert routes["agent-weather_bot-session"] == ("agents/Weather_Bot/{sessionId}", ["GET"])
+    assert routes["agent-weather_bot-session-delete"] == ("agents/Weather_Bot/{sessionId}", ["DELETE"])
+    assert routes["agent-weather_bot-run-result"] == ("agents/Weather_Bot/{sessionId}/runs/{correlationId}", ["GET"])
+    assert routes[RUN_FUNCTION] == ("agents/{name}/run", ["POST"])
     entity = bindings["agent-weather_bot"][0]
     assert entity["type"] == "entityTrigger" and entity["entityName"] == "agent-weather_bot"
     queue = next(b for b in bindings["agent-weather_bot-queue"] if b["type"] == "queueTrigger")
@@ -104,9 +121,14 @@ def test_agent_registration_errors() -> None:
         app.add_agent(_agent("has space"))
     with pytest.raises(AgentRegistrationError, match="queue name"):
         app.add_agent(_agent("Other"), queue_name="Bad_Queue")
+    # Generated names derive from agent names: 'X-run' would be the entity function 'agent-x-run', the
+    # run function of agent 'X'. Refused at registration, not by the host at start.
+    app.add_agent(_agent("X"))
+    with pytest.raises(AgentRegistrationError, match="function names"):
+        app.add_agent(_agent("X-run"))
     with pytest.raises(AgentRegistrationError, match="six fields"):
         AgentSchedule("*/5 * * * *", "five fields")
-    assert list(app.agents) == ["Joker"]
+    assert list(app.agents) == ["Joker", "X"]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from azure.storage.blob import ContainerClient
 from conftest import AzuriteInstance
 
 from durableagent import AgentFunctionApp, AgentSessionId, RequestLimits, StateLimits
-from durableagent._app import SESSION_FUNCTION
+from durableagent._app import http_function_names
 from durableagent._loop import run_coroutine
 from durableagent._requests import build_run_request
 from durableagent.testing import FakeOpenAIServer, Reply, ScriptedChatClient
@@ -141,14 +141,14 @@ def test_a_thousand_turns_stay_within_the_state_budget(
 
     # GET-style reads through the route's own handler: the first page and the last turn. Unwrapped
     # from the SDK's client middleware, which would build a real client from the binding's JSON.
-    get = inspect.unwrap(functions[SESSION_FUNCTION])
+    get = inspect.unwrap(functions[http_function_names("Budget")["session"]])  # the agent's own GET route
 
     def read(params: dict[str, str]) -> dict[str, Any]:
         req = func.HttpRequest(
             "GET",
             f"http://localhost/api/agents/Budget/{session.key}",
             params=params,
-            route_params={"name": "Budget", "sessionId": session.key},
+            route_params={"sessionId": session.key},
             body=b"",
         )
         response = asyncio.run(get(req=req, client=_StateClient(state)))

@@ -518,6 +518,31 @@ def test_agent_session_id_from_entity_id() -> None:
     assert AgentSessionId.from_entity_id(free.to_entity_id()) == free
 
 
+# Multi-Agent Support: "This creates separate routes for each agent" ---------------------------------------
+
+
+def test_each_agent_has_its_own_functions_and_routes(weather: Host) -> None:
+    port = weather.process.port
+    log = weather.log()
+    # Listed at start-up with their real URLs, under names derived from the agent's name.
+    for agent in ("WeatherAgent", "MathAgent"):
+        function = f"agent-{agent.lower()}"
+        assert f"{function}-run: [POST] http://localhost:{port}/api/agents/{agent}/run" in log, log
+        assert f"{function}-session: [GET] http://localhost:{port}/api/agents/{agent}/{{sessionId}}" in log
+        assert f"{function}-session-delete: [DELETE] http://localhost:{port}/api/agents/{agent}/{{sessionId}}" in log
+        assert f"{function}-run-result: [GET] http://localhost:{port}/api/agents/{agent}/{{sessionId}}/runs/" in log
+    session = new_key("routes")
+    for agent in ("WeatherAgent", "MathAgent"):  # POST .../run and GET .../{sessionId} of each
+        code, body = weather.call("POST", f"/api/agents/{agent}/run", {"message": agent, "sessionId": session})
+        assert (code, body["response"]) == (200, f"echo: {agent}"), body
+        code, body = weather.call("GET", f"/api/agents/{agent}/{session}")
+        assert [e["content"] for e in body["conversation_history"]] == [agent, f"echo: {agent}"]
+    # Routes match case-insensitively, as in Azure; a name no agent has is a JSON 404.
+    assert weather.call("GET", f"/api/agents/mathagent/{session}")[0] == 200
+    code, body = weather.call("POST", "/api/agents/NewsAgent/run", {"message": "hi"})
+    assert (code, body["error"]["code"]) == (404, "agent_not_found")
+
+
 # Multi-Agent Support: Health Check with Multiple Agents ----------------------------------------------------
 
 
