@@ -41,6 +41,7 @@ __all__ = [
     "MessageEncoding",
     "QueueListener",
     "QueueOptions",
+    "QueuePump",
     "QueueSettings",
     "resolve_connection_string",
     "send_queue_messages",
@@ -273,44 +274,41 @@ class _Lease:
         self.done = asyncio.Event()
 
 
-class QueueListener:
-    """Delivers the messages of one queue to one queue-trigger function until stopped.
+class QueuePump:
+    """Polls one queue and hands each message to :meth:`_handle`, with the Functions host's queue semantics.
+
+    The listener of a queue-trigger function and the blob trigger's shared queue are both pumps
+    (the host runs both through its ``QueueListener``/``QueueProcessor``). A subclass says what one
+    message does; raising from :meth:`_handle` is a failed attempt.
 
     Args:
-        function: A function whose trigger is ``queueTrigger``.
-        invoke: Runs the function for one message; raises when it fails.
+        label: Names the pump in log lines and task names (e.g. ``Queue function 'work'``).
+        queue_name: The queue (already resolved and lower-cased).
+        connection_string: Its storage account.
         options: host.json ``extensions.queues`` (:class:`QueueOptions` or the host's parsed section).
-        env: App settings, for the connection string and ``%SETTING%`` in ``queueName``.
-        lease_seconds: How long a received message stays invisible while its function runs; renewed
-            at half-time. The host uses 10 minutes.
-        stop_timeout: How long :meth:`stop` waits for running functions before cancelling them.
-
-    Raises:
-        ValueError: The trigger's queue name or connection setting is invalid or missing, or an
-            option is out of range.
+        poison_queue_name: Where messages go after ``max_dequeue_count`` failures.
+        lease_seconds: How long a received message stays invisible while it is handled; renewed at
+            half-time. The host uses 10 minutes.
+        stop_timeout: How long :meth:`stop` waits for running handlers before cancelling them.
     """
 
     def __init__(
         self,
-        function: IndexedFunction,
-        invoke: InvokeTrigger,
-        options: QueueSettings | None = None,
         *,
-        env: Mapping[str, str] | None = None,
+        label: str,
+        queue_name: str,
+        connection_string: str,
+        options: QueueSettings | None = None,
+        poison_queue_name: str | None = None,
         lease_seconds: float = 600.0,
         stop_timeout: float = 30.0,
     ) -> None:
-        if function.trigger_type != QUEUE_TRIGGER:
-            raise ValueError(f"Function '{function.name}' has no queue trigger")
-        self.function = function
+        self.label = label
         self.options = options or QueueOptions()
         self._limits = _Limits.of(self.options)
-        self.queue_name = _queue_name(function.trigger.get("queueName"), function_name=function.name, env=env)
-        self.poison_queue_name = self.queue_name + POISON_SUFFIX
-        self.connection_string = resolve_connection_string(
-            function.trigger.get("connection"), function_name=function.name, env=env
-        )
-        self._invoke = invoke
+        self.queue_name = queue_name
+        self.poison_queue_name = poison_queue_name or queue_name + POISON_SUFFIX
+        self.connection_string = connection_string
         self._lease_seconds = lease_seconds
         self._stop_timeout = stop_timeout
         self._client: QueueClient | None = None
@@ -321,6 +319,10 @@ class QueueListener:
         self._slot_freed = asyncio.Event()
         self._stopping = False
 
+    async def _handle(self, message: QueueMessage, body: bytes) -> None:
+        """Process one message whose body is decoded; raise to fail the attempt."""
+        raise NotImplementedError
+
     @property
     def in_flight(self) -> int:
         """How many messages are being processed now."""
@@ -329,7 +331,7 @@ class QueueListener:
     async def start(self) -> None:
         """Create the queue if missing and start polling."""
         if self._poll_task is not None:
-            raise RuntimeError("QueueListener already started")
+            raise RuntimeError(f"{self.label}: already started")
         self._stopping = False
         self._client = QueueClient.from_connection_string(self.connection_string, self.queue_name)
         self._poison = QueueClient.from_connection_string(self.connection_string, self.poison_queue_name)
@@ -338,7 +340,7 @@ class QueueListener:
         except BaseException:
             await self._close_clients()
             raise
-        self._poll_task = asyncio.create_task(self._poll(), name=f"queue:{self.function.name}")
+        self._poll_task = asyncio.create_task(self._poll(), name=f"queue:{self.queue_name}")
 
     def notify(self) -> None:
         """Poll now: a message was just added to this queue (the host does this for its own outputs)."""
@@ -363,9 +365,7 @@ class QueueListener:
             _, late = await asyncio.wait(set(self._running), timeout=self._stop_timeout)
             for task in late:
                 logger.warning(
-                    "Queue function '%s' still running %.0f s after shutdown began; cancelling it",
-                    self.function.name,
-                    self._stop_timeout,
+                    "%s still running %.0f s after shutdown began; cancelling it", self.label, self._stop_timeout
                 )
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -454,15 +454,12 @@ class QueueListener:
     async def _run_function(self, lease: _Lease, body: bytes) -> bool:
         renewer = asyncio.create_task(self._keep_leased(lease), name=f"queue-lease:{lease.message.id}")
         try:
-            await self._invoke(
-                self.function,
-                TriggerInput(data=body, data_type="bytes", metadata=_message_metadata(lease.message)),
-            )
+            await self._handle(lease.message, body)
             return True
         except Exception:
             logger.exception(
-                "Queue function '%s' failed for message %s (dequeue count %s)",
-                self.function.name,
+                "%s failed for message %s (dequeue count %s)",
+                self.label,
                 lease.message.id,
                 lease.message.dequeue_count,
             )
@@ -507,15 +504,66 @@ class QueueListener:
             if not _is_gone_or_taken(exc):
                 raise
 
-    async def _to_poison(self, lease: _Lease, reason: str) -> None:
+    def _poison_client(self, message: QueueMessage) -> QueueClient:
+        """The poison queue for ``message`` (the blob trigger's depends on the message's function)."""
         assert self._poison is not None
+        return self._poison
+
+    async def _to_poison(self, lease: _Lease, reason: str) -> None:
+        poison = self._poison_client(lease.message)
         logger.warning(
             "Moving message %s of queue '%s' to '%s': %s",
             lease.message.id,
             self.queue_name,
-            self.poison_queue_name,
+            poison.queue_name,
             reason,
         )
         # The original text, still encoded, so the message can be replayed as it was.
-        await _send_creating(self._poison, str(lease.message.content or ""))
+        await _send_creating(poison, str(lease.message.content or ""))
         await self._delete(lease)
+
+
+class QueueListener(QueuePump):
+    """Delivers the messages of one queue to one queue-trigger function until stopped.
+
+    Args:
+        function: A function whose trigger is ``queueTrigger``.
+        invoke: Runs the function for one message; raises when it fails.
+        options: host.json ``extensions.queues`` (:class:`QueueOptions` or the host's parsed section).
+        env: App settings, for the connection string and ``%SETTING%`` in ``queueName``.
+        lease_seconds, stop_timeout: As for :class:`QueuePump`.
+
+    Raises:
+        ValueError: The trigger's queue name or connection setting is invalid or missing, or an
+            option is out of range.
+    """
+
+    def __init__(
+        self,
+        function: IndexedFunction,
+        invoke: InvokeTrigger,
+        options: QueueSettings | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        lease_seconds: float = 600.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        if function.trigger_type != QUEUE_TRIGGER:
+            raise ValueError(f"Function '{function.name}' has no queue trigger")
+        super().__init__(
+            label=f"Queue function '{function.name}'",
+            queue_name=_queue_name(function.trigger.get("queueName"), function_name=function.name, env=env),
+            connection_string=resolve_connection_string(
+                function.trigger.get("connection"), function_name=function.name, env=env
+            ),
+            options=options,
+            lease_seconds=lease_seconds,
+            stop_timeout=stop_timeout,
+        )
+        self.function = function
+        self._invoke = invoke
+
+    async def _handle(self, message: QueueMessage, body: bytes) -> None:
+        await self._invoke(
+            self.function, TriggerInput(data=body, data_type="bytes", metadata=_message_metadata(message))
+        )
