@@ -17,10 +17,10 @@ pytestmark = pytest.mark.e2e
 APP = Path(__file__).parent / "apps" / "function_errors"
 
 IN_ERROR = {
-    "on_blob": "blobTrigger",
+    "on_event": "eventHubTrigger",
     "mcp_tool": "mcpToolTrigger",
     "lookup": "cosmosDB",
-    "archive": "blob",
+    "archive": "table",
 }
 SERVED = ("hello", "start", "greet", "say_hello", "archive_flow")
 
@@ -95,12 +95,12 @@ def test_a_function_the_worker_refuses_still_stops_the_app(tmp_path: Path) -> No
     app_dir = tmp_path / "refused"
     app_dir.mkdir()
     (app_dir / "host.json").write_text((APP / "host.json").read_text())
-    # Its blobTrigger alone would put it in error; the parameter the bindings lack makes the worker refuse it.
+    # Its eventHubTrigger alone would put it in error; the parameter the bindings lack makes the worker refuse it.
     (app_dir / "function_app.py").write_text(
         "import azure.functions as func\n\n"
         "app = func.FunctionApp()\n\n"
-        "@app.blob_trigger(arg_name='blob', path='uploads/{name}', connection='AzureWebJobsStorage')\n"
-        "def refused(blob: func.InputStream, extra: str) -> None:\n"
+        "@app.event_hub_message_trigger(arg_name='event', event_hub_name='events', connection='EventHubConnection')\n"
+        "def refused(event: func.EventHubEvent, extra: str) -> None:\n"
         "    return None\n"
     )
     done = subprocess.run(

@@ -18,6 +18,7 @@ from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequest
 
 from durableagent.devhost._app_loader import index_function_app
+from durableagent.devhost._binding_expressions import BindingExpressionError
 from durableagent.devhost._functions import IndexedFunction
 from durableagent.devhost._invoker import (
     FunctionInvocationError,
@@ -422,12 +423,12 @@ def test_orchestrator_context_name_must_be_context() -> None:
 def test_unsupported_output_binding() -> None:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-    @app.route(route="blob")
-    @app.blob_output(arg_name="out", path="c/b.txt", connection="AzureWebJobsStorage")
-    def blob(req: func.HttpRequest, out: func.Out[str]) -> str:
+    @app.route(route="table")
+    @app.table_output(arg_name="out", table_name="t", connection="AzureWebJobsStorage")
+    def table(req: func.HttpRequest, out: func.Out[str]) -> str:
         return "x"
 
-    with pytest.raises(UnsupportedBindingError, match="type 'blob' is not supported"):
+    with pytest.raises(UnsupportedBindingError, match="type 'table' is not supported"):
         Invoker(index_function_app(app), output_sink=FakeSink())
 
 
@@ -710,3 +711,115 @@ def test_return_annotation_none_on_http_fails_at_load() -> None:
 
     with pytest.raises(FunctionLoadError, match='return annotation "NoneType" does not match binding type "http"'):
         Invoker(index_function_app(app))
+
+
+# ---------------------------------------------------------------------------------------------
+# Blob triggers, inputs and outputs (the host reads inputs through its input provider)
+# ---------------------------------------------------------------------------------------------
+
+
+class FakeBlobs:
+    """An input provider serving canned blobs, and an output sink recording blob writes."""
+
+    def __init__(self, blobs: dict[str, Datum]) -> None:
+        self.blobs = blobs
+        self.reads: list[tuple[str, dict[str, Any]]] = []
+        self.writes: list[tuple[str, Datum, dict[str, Any]]] = []
+
+    async def blob(self, binding: dict[str, Any], *rest: Any) -> Any:
+        if str(binding.get("direction")).upper() == "OUT":
+            datum, binding_data = rest
+            self.writes.append((binding["name"], datum, dict(binding_data)))
+            return None
+        (binding_data,) = rest
+        self.reads.append((binding["name"], dict(binding_data)))
+        path = str(binding["path"]).replace("{id}", str(binding_data.get("id")))
+        return self.blobs.get(path, Datum(None, None))
+
+    async def queue(self, binding: dict[str, Any], datum: Datum) -> None:
+        raise AssertionError("no queue outputs here")
+
+
+def blob_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="docs/{id}")
+    @app.blob_input(arg_name="text", path="docs/{id}.txt", connection="AzureWebJobsStorage")
+    @app.blob_input(arg_name="raw", path="docs/{id}.bin", data_type="BINARY", connection="AzureWebJobsStorage")
+    @app.blob_input(arg_name="stream", path="docs/{id}.bin", data_type="BINARY", connection="AzureWebJobsStorage")
+    def docs(req: func.HttpRequest, text: str, raw: bytes, stream: func.InputStream) -> func.HttpResponse:
+        return func.HttpResponse(
+            json.dumps(
+                {
+                    "text": text,
+                    "raw": raw.hex() if raw is not None else None,
+                    "stream": [stream.name, stream.read().hex()] if stream is not None else None,
+                }
+            )
+        )
+
+    @app.blob_trigger(arg_name="blob", path="uploads/{name}.txt", connection="AzureWebJobsStorage")
+    @app.blob_output(arg_name="copy", path="copies/{name}.upper", connection="AzureWebJobsStorage")
+    def upper(blob: func.InputStream, copy: func.Out[str]) -> None:
+        copy.set(f"{blob.name}:{blob.length}:{blob.read().decode().upper()}")
+
+    return app
+
+
+def test_blob_inputs_are_read_before_the_call_with_the_invocations_binding_data() -> None:
+    blobs = FakeBlobs({"docs/42.txt": Datum("héllo", "string"), "docs/42.bin": Datum(b"\x00\x01", "bytes")})
+    invoker, functions, _ = make_invoker(blob_app(), output_sink=blobs, input_provider=blobs)
+    response = run(lambda: invoker.invoke_http(functions["docs"], http_request("http://localhost:7071/api/docs/42")))
+    # An input binding's converter gets no trigger metadata: the InputStream has no name.
+    assert json.loads(response.body) == {"text": "héllo", "raw": "0001", "stream": [None, "0001"]}
+    assert sorted(name for name, _ in blobs.reads) == ["raw", "stream", "text"]
+    assert all(data["id"] == "42" and data["Query"] == {"q": "1"} for _, data in blobs.reads)
+
+
+def test_a_missing_blob_is_none() -> None:
+    blobs = FakeBlobs({})
+    invoker, functions, _ = make_invoker(blob_app(), output_sink=blobs, input_provider=blobs)
+    response = run(lambda: invoker.invoke_http(functions["docs"], http_request("http://localhost:7071/api/docs/7")))
+    assert json.loads(response.body) == {"text": None, "raw": None, "stream": None}
+
+
+def test_a_blob_trigger_gets_bytes_and_metadata_and_its_output_gets_the_binding_data() -> None:
+    blobs = FakeBlobs({})
+    invoker, functions, _ = make_invoker(blob_app(), output_sink=blobs, input_provider=blobs)
+    trigger = TriggerInput(
+        data=b"abc",
+        data_type="bytes",
+        metadata={"BlobTrigger": "uploads/report.txt", "Properties": {"ContentLength": 3}, "name": "report"},
+        reason="New blob detected(LogsAndContainerScan): uploads/report.txt",
+    )
+    run(lambda: invoker.invoke_trigger(functions["upper"], trigger))
+    ((name, datum, data),) = blobs.writes
+    assert (name, datum) == ("copy", Datum("uploads/report.txt:3:ABC", "string"))
+    assert (data["name"], data["BlobTrigger"]) == ("report", "uploads/report.txt")
+
+
+def test_a_failing_input_binding_fails_the_invocation_without_calling_the_function() -> None:
+    class Failing(FakeBlobs):
+        async def blob(self, binding: dict[str, Any], *rest: Any) -> Any:
+            raise BindingExpressionError("id")
+
+    calls: list[str] = []
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="docs/{id}")
+    @app.blob_input(arg_name="text", path="docs/{id}.txt", connection="AzureWebJobsStorage")
+    def docs(req: func.HttpRequest, text: str) -> str:
+        calls.append(text)
+        return text
+
+    blobs = Failing({})
+    invoker, functions, _ = make_invoker(app, output_sink=blobs, input_provider=blobs)
+    with pytest.raises(FunctionInvocationError) as info:
+        run(lambda: invoker.invoke_http(functions["docs"], http_request()))
+    assert info.value.message == "BindingExpressionError: No value for named parameter 'id'."
+    assert calls == []
+
+
+def test_a_blob_input_needs_an_input_provider() -> None:
+    with pytest.raises(UnsupportedBindingError, match="no input provider"):
+        make_invoker(blob_app(), output_sink=FakeBlobs({}))

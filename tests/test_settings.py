@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,6 +132,19 @@ def test_empty_route_prefix_means_no_prefix(tmp_path: Path) -> None:
     assert load_host_settings(tmp_path, env={}).http.route_prefix == ""
 
 
+def test_blob_options_default_to_the_extensions_and_read_extensions_blobs(tmp_path: Path) -> None:
+    defaults = load_host_settings(tmp_path, env={}).blobs
+    # BlobsOptions: 8 invocations per processor, poison after 5 attempts.
+    assert defaults.max_degree_of_parallelism == 8 * (os.cpu_count() or 1)
+    assert defaults.poison_blob_threshold == 5
+    write_json(
+        tmp_path / "host.json",
+        {"version": "2.0", "extensions": {"blobs": {"maxDegreeOfParallelism": 4, "poisonBlobThreshold": 1}}},
+    )
+    blobs = load_host_settings(tmp_path, env={}).blobs
+    assert (blobs.max_degree_of_parallelism, blobs.poison_blob_threshold) == (4, 1)
+
+
 def test_new_batch_threshold_defaults_to_half_the_batch(tmp_path: Path) -> None:
     write_json(tmp_path / "host.json", {"version": "2.0", "extensions": {"queues": {"batchSize": 10}}})
     assert load_host_settings(tmp_path, env={}).queues.new_batch_threshold == 5
@@ -182,6 +196,7 @@ def test_malformed_host_json_names_the_file(tmp_path: Path) -> None:
         ({"version": "2.0", "extensions": {"queues": {"batchSize": 64}}}, "at most 32"),
         ({"version": "2.0", "extensions": {"queues": {"messageEncoding": "utf8"}}}, "messageEncoding"),
         ({"version": "2.0", "extensions": {"queues": {"visibilityTimeout": 30}}}, "visibilityTimeout"),
+        ({"version": "2.0", "extensions": {"blobs": {"poisonBlobThreshold": 0}}}, "poisonBlobThreshold"),
         ({"version": "2.0", "extensions": {"http": []}}, "extensions.http"),
         ([], "object"),
     ],

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from ._functions import (
     ACTIVITY_TRIGGER,
+    BLOB,
+    BLOB_TRIGGER,
     DURABLE_CLIENT,
     ENTITY_TRIGGER,
     HTTP_OUTPUT,
@@ -44,11 +46,12 @@ __all__ = [
 ]
 
 SUPPORTED_TRIGGERS = frozenset(
-    {HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER}
+    {HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, BLOB_TRIGGER, ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER}
 )
-SUPPORTED_INPUTS = frozenset({DURABLE_CLIENT})
+# The invoker's input readers must cover these, the Durable client aside.
+SUPPORTED_INPUTS = frozenset({DURABLE_CLIENT, BLOB})
 # The invoker's output writers must cover these (HTTP responses go back to the caller instead).
-SUPPORTED_OUTPUTS = frozenset({HTTP_OUTPUT, QUEUE_OUTPUT})
+SUPPORTED_OUTPUTS = frozenset({HTTP_OUTPUT, QUEUE_OUTPUT, BLOB})
 
 
 def _is_servable(binding_type: str, direction: str) -> bool:

@@ -13,9 +13,12 @@ TIMER_TRIGGER = "timerTrigger"
 ORCHESTRATION_TRIGGER = "orchestrationTrigger"
 ACTIVITY_TRIGGER = "activityTrigger"
 ENTITY_TRIGGER = "entityTrigger"
+BLOB_TRIGGER = "blobTrigger"
 DURABLE_CLIENT = "durableClient"
 HTTP_OUTPUT = "http"
 QUEUE_OUTPUT = "queue"
+# The blob binding reads (direction IN) and writes (OUT) under the one type.
+BLOB = "blob"
 
 DURABLE_TRIGGERS = frozenset({ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER})
 

@@ -1,4 +1,4 @@
-"""The local host: settings, storage, the app, the durable engine, HTTP, queues and timers, wired."""
+"""The local host: settings, storage, the app, the durable engine, HTTP, queues, timers and blobs, wired."""
 
 from __future__ import annotations
 
@@ -21,11 +21,16 @@ from azure.functions.meta import Datum
 from ._activities import ActivityWorker
 from ._app_loader import AppLoadError, LoadedApp, load_function_app
 from ._azurite import AzuriteProcess, start_azurite_if_needed
+from ._binding_expressions import BindingData
+from ._blob_bindings import BlobBindings
+from ._blob_store import host_id
+from ._blob_trigger import POLLING_INTERVAL, BlobTriggerListener
 from ._dispatcher import Concurrency, Dispatcher
 from ._entities import EntityWorker
 from ._function_errors import FunctionError, partition_functions
 from ._functions import (
     ACTIVITY_TRIGGER,
+    BLOB_TRIGGER,
     ENTITY_TRIGGER,
     HTTP_TRIGGER,
     ORCHESTRATION_TRIGGER,
@@ -50,6 +55,8 @@ RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 STATE_DIR = ".durableagent"
 STORAGE_SETTING = "AzureWebJobsStorage"
+# Seconds between blob-trigger scans; Azure scans every 10 s. A local knob (tests use 1 s).
+BLOB_POLLING_SETTING = "DURABLEAGENT_BLOB_POLLING_SECONDS"
 
 
 RUNTIME_WORKER = "runtime"
@@ -102,11 +109,15 @@ class HostOptions:
     worker: str = AUTO_WORKER
 
 
-class _QueueSink:
-    """Queue output bindings: messages go to the storage account named by the binding."""
+class _OutputSink:
+    """Queue and blob output bindings: each goes to the storage account named by its binding."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, blobs: BlobBindings) -> None:
         self._encoding = encoding
+        self._blobs = blobs
+
+    async def blob(self, binding: dict[str, Any], datum: Datum, binding_data: BindingData) -> None:
+        await self._blobs.write(binding, datum, binding_data)
 
     async def queue(self, binding: dict[str, Any], datum: Datum) -> None:
         # Resolved as the queue trigger resolves its binding: same settings, same %SETTING% rules.
@@ -123,6 +134,16 @@ class _QueueSink:
         else:
             messages = [json.dumps(value)]
         await send_queue_messages(connection, name, messages, "none" if self._encoding == "none" else "base64")
+
+
+class _InputProvider:
+    """Blob input bindings, read when the function is invoked."""
+
+    def __init__(self, blobs: BlobBindings) -> None:
+        self._blobs = blobs
+
+    async def blob(self, binding: dict[str, Any], binding_data: BindingData) -> Datum:
+        return await self._blobs.read(binding, binding_data)
 
 
 class Host:
@@ -147,6 +168,8 @@ class Host:
         self._runner: web.AppRunner | None = None
         self._timers: TimerScheduler | None = None
         self._queues: list[QueueListener] = []
+        self._blobs = BlobBindings()
+        self._blob_listener: BlobTriggerListener | None = None
         self._by_kind: dict[str, dict[str, IndexedFunction]] = {}
         self.worker = BUILTIN_WORKER
 
@@ -179,6 +202,7 @@ class Host:
                 self._queues.append(QueueListener(fn, self._invoke_trigger, self.settings.queues))
         for listener in self._queues:
             await listener.start()
+        await self._start_blob_triggers()
         await self._timers.start()
         # Like the Functions host: one error line per function in error, once the host has started.
         for failed in self.function_errors:
@@ -188,7 +212,8 @@ class Host:
         """Index the app and build its invoker: through the worker library, or our own invoker."""
         assert self.settings is not None
         route_prefix = self.settings.http.route_prefix
-        output_sink = _QueueSink(self.settings.queues.message_encoding)
+        output_sink = _OutputSink(self.settings.queues.message_encoding, self._blobs)
+        input_provider = _InputProvider(self._blobs)
         self.worker = choose_worker(self.options.worker)
         if self.worker == RUNTIME_WORKER:
             # The library checks every function as it indexes: one it refuses stops the app, as in Azure.
@@ -198,6 +223,7 @@ class Host:
                 self.functions,
                 function_ids,
                 output_sink=output_sink,
+                input_provider=input_provider,
                 client_binding_json=self.client_binding_json,
                 function_timeout=self.settings.function_timeout,
             )
@@ -214,9 +240,32 @@ class Host:
         self._invoker = Invoker(
             self.functions,
             output_sink=output_sink,
+            input_provider=input_provider,
             client_binding_json=self.client_binding_json,
             function_timeout=self.settings.function_timeout,
         )
+
+    async def _start_blob_triggers(self) -> None:
+        assert self.settings is not None
+        if not any(fn.trigger_type == BLOB_TRIGGER for fn in self.functions):
+            return
+        interval = os.environ.get(BLOB_POLLING_SETTING)
+        try:
+            polling_interval = float(interval) if interval else POLLING_INTERVAL
+        except ValueError:
+            raise HostStartError(f"{BLOB_POLLING_SETTING} must be a number of seconds, not {interval!r}") from None
+        self._blob_listener = BlobTriggerListener(
+            self.functions,
+            self._invoke_trigger,
+            self._blobs,
+            host_connection=resolve_connection_string(None, function_name="host storage"),
+            host=host_id(self.app_dir, os.environ),
+            options=self.settings.blobs,
+            polling_interval=polling_interval,
+        )
+        # Blobs this host writes are examined on the next scan, as the extension's blob-written watcher does.
+        self._blobs.on_written = self._blob_listener.notify_written
+        await self._blob_listener.start()
 
     def _partition(self) -> None:
         # From here on a function in error does not exist: no route, listener, timer or durable name.
@@ -369,12 +418,15 @@ class Host:
             await self._timers.stop()
         for listener in self._queues:
             await listener.stop()
+        if self._blob_listener is not None:
+            await self._blob_listener.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         if self._invoker is not None:
             self._invoker.close()
+        await self._blobs.close()
         if self._store is not None:
             self._store.close()
         if self._azurite is not None:

@@ -5,7 +5,8 @@ the same load-time signature checks, the same ``azure.functions`` converters for
 (``str``/``bytes`` annotations use the worker's "generic" binding), a ``context`` parameter, ``Out``
 parameters, explicit and implicit ``$return``, coroutines on the loop and sync functions in a thread
 pool, and the worker's failure text. Output values go to an :class:`OutputSink`, except HTTP responses,
-which come back to the caller.
+which come back to the caller; non-trigger inputs other than the Durable client come from an
+:class:`InputProvider` (the host reads them before the invocation, as the Functions host binds them).
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ import azure.functions as func
 from azure.functions._abc import RetryContext, RpcException, TraceContext
 from azure.functions.meta import Datum
 
+from ._binding_expressions import BindingData, binding_data_for
 from ._function_errors import SUPPORTED_INPUTS, SUPPORTED_TRIGGERS
 from ._functions import (
     ACTIVITY_TRIGGER,
+    BLOB,
+    BLOB_TRIGGER,
     DURABLE_CLIENT,
     ENTITY_TRIGGER,
     HTTP_OUTPUT,
@@ -58,6 +62,7 @@ __all__ = [
     "FunctionTimeoutException",
     "HttpRequestData",
     "HttpResponseData",
+    "InputProvider",
     "Invoker",
     "OutputSink",
     "UnsupportedBindingError",
@@ -113,10 +118,34 @@ class OutputSink(Protocol):
         """Deliver one ``queue`` output: ``datum`` is what the queue converter encoded."""
         ...
 
+    async def blob(self, binding: dict[str, Any], datum: Datum, binding_data: BindingData) -> None:
+        """Write one ``blob`` output; its ``path`` may use the invocation's binding data (``{name}``)."""
+        ...
 
-_OutputWriter = Callable[[OutputSink, dict[str, Any], Datum], Awaitable[None]]
+
+_OutputWriter = Callable[[OutputSink, dict[str, Any], Datum, BindingData], Awaitable[None]]
 _OUTPUT_WRITERS: dict[str, _OutputWriter] = {
-    QUEUE_OUTPUT: lambda sink, binding, datum: sink.queue(binding, datum),
+    QUEUE_OUTPUT: lambda sink, binding, datum, data: sink.queue(binding, datum),
+    BLOB: lambda sink, binding, datum, data: sink.blob(binding, datum, data),
+}
+
+
+class InputProvider(Protocol):
+    """Where non-trigger input bindings come from: the host resolves each to the ``Datum`` it sends.
+
+    Both invokers ask it before every invocation (the Functions host binds inputs first), so the
+    worker library and our invoker decode the same values. To support another input binding type,
+    add a method here and a row to ``_INPUT_READERS``.
+    """
+
+    async def blob(self, binding: dict[str, Any], binding_data: BindingData) -> Datum:
+        """Read one ``blob`` input; its ``path`` may use the invocation's binding data (``{name}``)."""
+        ...
+
+
+_InputReader = Callable[[InputProvider, dict[str, Any], BindingData], Awaitable[Datum]]
+_INPUT_READERS: dict[str, _InputReader] = {
+    BLOB: lambda provider, binding, data: provider.blob(binding, data),
 }
 
 ClientBindingJson = Callable[[str | None], str]
@@ -817,6 +846,7 @@ class Invoker:
     Args:
         functions: The indexed functions; each is checked now, like the worker's load step.
         output_sink: Receives non-HTTP outputs; required when a function has such an output.
+        input_provider: Reads non-trigger inputs (``blob``); required when a function has such an input.
         client_binding_json: Gives the ``durableClient`` binding JSON for a request origin; required
             when a function has a Durable client input.
         function_timeout: ``host.json`` ``functionTimeout``; ``None`` for no limit. A timed-out sync
@@ -834,11 +864,13 @@ class Invoker:
         functions: Iterable[IndexedFunction],
         *,
         output_sink: OutputSink | None = None,
+        input_provider: InputProvider | None = None,
         client_binding_json: ClientBindingJson | None = None,
         function_timeout: timedelta | None = None,
         max_workers: int | None = None,
     ) -> None:
         self._sink = output_sink
+        self._inputs = input_provider
         self._client_binding_json = client_binding_json
         self._timeout = function_timeout
         self._plans: dict[str, _Plan] = {}
@@ -857,8 +889,16 @@ class Invoker:
         for binding in fn.bindings:
             _check_supported(fn.name, binding, str(binding.get("direction", "IN")).upper())
         kinds = {str(b["type"]) for b in fn.bindings if b["name"] != fn.trigger["name"]}
-        if self._sink is None and kinds & set(_OUTPUT_WRITERS):
+        outputs = {str(b["type"]) for b in fn.bindings if str(b.get("direction", "IN")).upper() == "OUT"}
+        inputs = {
+            str(b["type"])
+            for b in fn.bindings
+            if b["name"] != fn.trigger["name"] and str(b.get("direction", "IN")).upper() == "IN"
+        }
+        if self._sink is None and outputs & set(_OUTPUT_WRITERS):
             raise UnsupportedBindingError(fn.name, "it has output bindings but the host has no output sink")
+        if self._inputs is None and inputs & set(_INPUT_READERS):
+            raise UnsupportedBindingError(fn.name, "it has input bindings but the host has no input provider")
         if self._client_binding_json is None and DURABLE_CLIENT in kinds:
             raise UnsupportedBindingError(fn.name, "it has a durableClient input but the host has no Durable client")
 
@@ -955,21 +995,24 @@ class Invoker:
         invocation_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Run a queue- or timer-triggered function; its outputs go to the output sink.
+        """Run a queue-, timer- or blob-triggered function; its outputs go to the output sink.
 
         Raises:
             FunctionInvocationError: The function or one of its outputs failed.
         """
-        self._loaded(fn, {QUEUE_TRIGGER, TIMER_TRIGGER})
+        self._loaded(fn, {QUEUE_TRIGGER, TIMER_TRIGGER, BLOB_TRIGGER})
         data: str | bytes = trigger.data
         if trigger.data_type == "bytes" and isinstance(data, str):
             data = data.encode("utf-8")
         elif trigger.data_type != "bytes" and isinstance(data, bytes):
             data = data.decode("utf-8")
         metadata = {key: _metadata_datum(value) for key, value in trigger.metadata.items() if value is not None}
+        reason = reason or trigger.reason
         if reason is None:
             if fn.trigger_type == QUEUE_TRIGGER:
                 reason = f"New queue message detected on '{fn.trigger.get('queueName', '')}'."
+            elif fn.trigger_type == BLOB_TRIGGER:
+                reason = f"New blob detected: {trigger.metadata.get('BlobTrigger', '')}"
             else:
                 reason = f"Timer fired at {datetime.now(timezone.utc).isoformat()}"
         await self._invoke(
@@ -1002,10 +1045,14 @@ class Invoker:
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
         started = time.perf_counter()
         try:
-            outcome = await self._with_timeout(
-                self._execute(fn, trigger_datum, metadata, origin, invocation_id, trace), name, invocation_id
-            )
-            await self._deliver(outcome)
+            binding_data = binding_data_for(fn.trigger_type, trigger_datum, metadata)
+
+            async def bind_and_execute() -> _Outcome:
+                inputs = await self._read_inputs(fn, binding_data)
+                return await self._execute(fn, trigger_datum, metadata, inputs, origin, invocation_id, trace)
+
+            outcome = await self._with_timeout(bind_and_execute(), name, invocation_id)
+            await self._deliver(outcome, binding_data)
             result = finish(outcome)
         except Exception as exc:
             error = self._describe_failure(exc, function_name=name, invocation_id=invocation_id)
@@ -1023,23 +1070,42 @@ class Invoker:
             return exc
         return FunctionInvocationError.from_exception(exc, function_name=function_name, invocation_id=invocation_id)
 
+    async def _read_inputs(self, fn: IndexedFunction, binding_data: BindingData) -> dict[str, Datum]:
+        """The host's part: each non-trigger input (but the Durable client) read before the invocation."""
+        inputs: dict[str, Datum] = {}
+        for binding in fn.bindings:
+            reader = _INPUT_READERS.get(str(binding["type"]))
+            if reader is None or str(binding.get("direction", "IN")).upper() != "IN":
+                continue
+            assert self._inputs is not None  # checked at load
+            inputs[binding["name"]] = await reader(self._inputs, binding, binding_data)
+        return inputs
+
     async def _execute(
         self,
         fn: IndexedFunction,
         trigger_datum: Datum,
         metadata: dict[str, Datum],
+        inputs: Mapping[str, Datum],
         origin: str | None,
         invocation_id: str,
         trace: _TraceContext,
     ) -> _Outcome:
-        """Decode the inputs, call the function, encode its outputs (the worker's invocation step)."""
+        """Decode the inputs, call the function, encode its outputs (the worker's invocation step).
+
+        ``inputs`` holds the value the host read for each non-trigger input; the worker passes trigger
+        metadata to the trigger's converter only.
+        """
         plan = self._plans[fn.name]
         args: dict[str, Any] = {}
         for param_name, param in plan.inputs.items():
-            if param.binding["name"] == fn.trigger["name"]:
+            binding_name = param.binding["name"]
+            if binding_name == fn.trigger["name"]:
                 args[param_name] = _decode(param, trigger_datum, metadata)
+            elif binding_name in inputs:
+                args[param_name] = _decode(param, inputs[binding_name], {})
             else:
-                assert self._client_binding_json is not None  # checked at load: durableClient is the only input
+                assert self._client_binding_json is not None  # checked at load: the rest are Durable clients
                 args[param_name] = _decode(param, Datum(self._client_binding_json(origin), "string"), {})
         if plan.requires_context:
             args["context"] = _Context(fn.name, plan.directory, invocation_id, trace)
@@ -1060,7 +1126,7 @@ class Invoker:
             outcome.add_return(plan.returns.binding, _encode(plan.returns, result))
         return outcome
 
-    async def _deliver(self, outcome: _Outcome) -> None:
+    async def _deliver(self, outcome: _Outcome, binding_data: BindingData) -> None:
         """What the host does with the worker's outputs: HTTP answers the caller, the rest goes out."""
         for binding, datum in outcome.outputs:
             kind = binding["type"]
@@ -1069,7 +1135,7 @@ class Invoker:
                 outcome.http = outcome.http or datum
             else:
                 assert self._sink is not None  # checked at load
-                await _OUTPUT_WRITERS[kind](self._sink, binding, datum)
+                await _OUTPUT_WRITERS[kind](self._sink, binding, datum, binding_data)
 
     async def _call(self, plan: _Plan, args: dict[str, Any], invocation_id: str) -> Any:
         target = plan.function.user_function

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +40,7 @@ from ._functions import DURABLE_CLIENT, IndexedFunction
 from ._invoker import (
     ClientBindingJson,
     FunctionInvocationError,
+    InputProvider,
     Invoker,
     OutputSink,
     _Outcome,
@@ -261,7 +262,7 @@ class RuntimeInvoker(Invoker):
     Args:
         functions: The functions :func:`load_with_runtime` indexed.
         function_ids: Their worker-assigned ids, by name.
-        output_sink, client_binding_json, function_timeout: As for :class:`Invoker`.
+        output_sink, input_provider, client_binding_json, function_timeout: As for :class:`Invoker`.
     """
 
     def __init__(
@@ -270,6 +271,7 @@ class RuntimeInvoker(Invoker):
         function_ids: dict[str, str],
         *,
         output_sink: OutputSink | None = None,
+        input_provider: InputProvider | None = None,
         client_binding_json: ClientBindingJson | None = None,
         function_timeout: Any = None,
     ) -> None:
@@ -279,6 +281,7 @@ class RuntimeInvoker(Invoker):
         super().__init__(
             functions,
             output_sink=output_sink,
+            input_provider=input_provider,
             client_binding_json=client_binding_json,
             function_timeout=function_timeout,
             max_workers=1,  # unused: sync functions run in the library's own thread pool
@@ -307,15 +310,18 @@ class RuntimeInvoker(Invoker):
         fn: IndexedFunction,
         trigger_datum: Datum,
         metadata: dict[str, Datum],
+        inputs: Mapping[str, Datum],
         origin: str | None,
         invocation_id: str,
         trace: _TraceContext,
     ) -> _Outcome:
-        inputs = [rpc.ParameterBinding(name=fn.trigger["name"], data=_typed(trigger_datum))]
+        # The host sends the trigger, each input it read, then the Durable client, as TypedData.
+        input_data = [rpc.ParameterBinding(name=fn.trigger["name"], data=_typed(trigger_datum))]
+        input_data += [rpc.ParameterBinding(name=name, data=_typed(datum)) for name, datum in inputs.items()]
         for binding in fn.bindings:
             if binding["type"] == DURABLE_CLIENT and str(binding.get("direction", "IN")).upper() == "IN":
                 assert self._client_binding_json is not None  # checked at load
-                inputs.append(
+                input_data.append(
                     rpc.ParameterBinding(
                         name=binding["name"], data=rpc.TypedData(string=self._client_binding_json(origin))
                     )
@@ -323,7 +329,7 @@ class RuntimeInvoker(Invoker):
         request = rpc.InvocationRequest(
             invocation_id=invocation_id,
             function_id=self._function_ids[fn.name],
-            input_data=inputs,
+            input_data=input_data,
             trigger_metadata={key: _typed(value) for key, value in metadata.items()},
             trace_context=rpc.RpcTraceContext(
                 trace_parent=trace.trace_parent, trace_state=trace.trace_state, attributes=dict(trace.attributes)

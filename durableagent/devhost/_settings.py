@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "BlobOptions",
     "DurableTaskOptions",
     "HostConfigError",
     "HostSettings",
@@ -76,6 +77,24 @@ class QueueOptions:
     message_encoding: Literal["base64", "none"] = "base64"
 
 
+def _default_blob_parallelism() -> int:
+    # BlobsOptions: 8 * the processor count.
+    return 8 * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class BlobOptions:
+    """``extensions.blobs`` (Storage Blobs extension 5.x, ``BlobsOptions``).
+
+    Attributes:
+        max_degree_of_parallelism: Blob-triggered invocations running at once, app-wide.
+        poison_blob_threshold: Attempts before a blob's trigger message goes to the poison queue.
+    """
+
+    max_degree_of_parallelism: int = field(default_factory=_default_blob_parallelism)
+    poison_blob_threshold: int = 5
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """What the local host reads from ``host.json``.
@@ -91,6 +110,7 @@ class HostSettings:
     http: HttpOptions = field(default_factory=HttpOptions)
     durable_task: DurableTaskOptions = field(default_factory=DurableTaskOptions)
     queues: QueueOptions = field(default_factory=QueueOptions)
+    blobs: BlobOptions = field(default_factory=BlobOptions)
     function_timeout: timedelta | None = None
 
 
@@ -355,6 +375,14 @@ def _queue_options(path: Path, extensions: Mapping[str, Any]) -> QueueOptions:
     )
 
 
+def _blob_options(path: Path, extensions: Mapping[str, Any]) -> BlobOptions:
+    reader = _Reader(path, "extensions.blobs.", _section(extensions, "blobs", "extensions.", path))
+    return BlobOptions(
+        max_degree_of_parallelism=reader.integer("maxDegreeOfParallelism", _default_blob_parallelism()),
+        poison_blob_threshold=reader.integer("poisonBlobThreshold", BlobOptions.poison_blob_threshold),
+    )
+
+
 def _function_timeout(path: Path, root: Mapping[str, Any]) -> timedelta | None:
     value = _get(root, "functionTimeout")
     if value is None:
@@ -402,6 +430,7 @@ def load_host_settings(app_dir: str | os.PathLike[str], env: Mapping[str, str] |
         http=_http_options(path, extensions),
         durable_task=_durable_options(path, extensions, environment),
         queues=_queue_options(path, extensions),
+        blobs=_blob_options(path, extensions),
         function_timeout=_function_timeout(path, root),
     )
 

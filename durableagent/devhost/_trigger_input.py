@@ -1,4 +1,4 @@
-"""What the queue and timer listeners hand to the invoker, and the app-setting references they share."""
+"""What the queue, timer and blob listeners hand to the invoker, and the app-setting references they share."""
 
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ class TriggerInput:
         data: The trigger payload: a queue message body (bytes, already base64-decoded when
             ``messageEncoding`` is ``base64``) or the timer JSON string.
         data_type: The ``Datum`` type the invoker should wrap ``data`` in.
-        metadata: Trigger metadata as plain Python values (``Id``, ``DequeueCount``, ``InsertionTime``, ...).
-            The invoker turns each into a ``Datum`` for the trigger converter.
+        metadata: Trigger metadata as plain Python values (``Id``, ``DequeueCount``, ``InsertionTime``, ...)
+            or ready ``Datum`` objects. The invoker turns each into a ``Datum`` for the trigger converter.
+        reason: The "Executing ... (Reason='...')" text; ``None`` lets the invoker word it from the trigger.
     """
 
     data: str | bytes
     data_type: Literal["bytes", "string", "json"]
     metadata: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
 
 
 InvokeTrigger = Callable[[IndexedFunction, TriggerInput], Awaitable[None]]

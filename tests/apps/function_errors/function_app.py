@@ -1,7 +1,7 @@
 """An app with functions the local host cannot serve, next to working ones, for the end-to-end test.
 
-The host puts ``on_blob`` (blobTrigger), ``mcp_tool`` (mcpToolTrigger), ``lookup`` (an HTTP function
-with a cosmosDB input) and ``archive`` (an activity with a blob output) in error and serves the rest:
+The host puts ``on_event`` (eventHubTrigger), ``mcp_tool`` (mcpToolTrigger), ``lookup`` (an HTTP function
+with a cosmosDB input) and ``archive`` (an activity with a table output) in error and serves the rest:
 ``hello``, the ``start`` starter, the ``greet`` orchestration and its ``say_hello`` activity, and
 ``archive_flow``, which calls the errored activity.
 """
@@ -17,8 +17,8 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 # In error ------------------------------------------------------------------------------------------
 
 
-@app.blob_trigger(arg_name="blob", path="uploads/{name}", connection="AzureWebJobsStorage")
-def on_blob(blob: func.InputStream) -> None:
+@app.event_hub_message_trigger(arg_name="event", event_hub_name="events", connection="EventHubConnection")
+def on_event(event: func.EventHubEvent) -> None:
     raise AssertionError("the host must never run a function in error")
 
 
@@ -47,8 +47,8 @@ def lookup(req: func.HttpRequest, documents: func.DocumentList) -> func.HttpResp
 
 
 @app.activity_trigger(input_name="name")
-@app.blob_output(arg_name="copy", path="archive/{rand-guid}.txt", connection="AzureWebJobsStorage")
-def archive(name: str, copy: func.Out[str]) -> str:
+@app.table_output(arg_name="row", table_name="archive", connection="AzureWebJobsStorage")
+def archive(name: str, row: func.Out[str]) -> str:
     raise AssertionError("the host must never run a function in error")
 
 
