@@ -348,6 +348,88 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
         headers={"X-Params": repr(sorted(req.params.items())), "X-Headers": str(req.headers.get("content-type"))},
     )
 """,
+    "blob_trigger_input_stream": """
+@app.blob_trigger(arg_name="blob", path="uploads/{name}.txt", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="seen", connection="AzureWebJobsStorage")
+def on_blob(blob: func.InputStream, out: func.Out[str]) -> None:
+    out.set(json.dumps({"name": blob.name, "uri": blob.uri, "length": blob.length, "content": blob.read().hex(),
+                        "properties": blob.blob_properties, "metadata": blob.metadata}))
+import json
+""",
+    "blob_trigger_bytes_and_str": """
+@app.blob_trigger(arg_name="blob", path="uploads/{name}.txt", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="seen", connection="AzureWebJobsStorage")
+def as_bytes(blob: bytes, out: func.Out[str]) -> None:
+    out.set(type(blob).__name__ + ":" + blob.hex())
+
+@app.blob_trigger(arg_name="blob", path="uploads/{name}.txt", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="seen", connection="AzureWebJobsStorage")
+def as_str(blob: str, out: func.Out[str]) -> None:
+    out.set(type(blob).__name__ + ":" + repr(blob))
+""",
+    "blob_trigger_unannotated_return_to_blob": """
+@app.blob_trigger(arg_name="blob", path="uploads/{name}.txt", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="$return", path="copies/{name}.out", connection="AzureWebJobsStorage")
+def copy(blob) -> str:
+    return blob.name + ":" + blob.read().decode("utf-8", "replace")
+""",
+    "blob_inputs_and_outputs_on_http": """
+@app.route(route="docs/{id}")
+@app.blob_input(arg_name="text", path="docs/{id}.txt", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="raw", path="docs/{id}.bin", data_type="BINARY", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="stream", path="docs/{id}.bin", data_type="BINARY", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="untyped", path="docs/{id}.txt", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="copy", path="copies/{id}.txt", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="raw_copy", path="copies/{id}.bin", connection="AzureWebJobsStorage")
+def docs(req: func.HttpRequest, text: str, raw: bytes, stream: func.InputStream, untyped,
+         copy: func.Out[str], raw_copy: func.Out[bytes]) -> func.HttpResponse:
+    copy.set(text.upper())
+    raw_copy.set(raw + b"!")
+    return func.HttpResponse(repr([text, raw, stream.name, stream.length, stream.read(), type(untyped).__name__,
+                                   untyped.read()]))
+""",
+    "blob_input_bytes_without_data_type_gets_text": """
+@app.route(route="docs/{id}")
+@app.blob_input(arg_name="raw", path="docs/{id}.bin", connection="AzureWebJobsStorage")
+def docs(req: func.HttpRequest, raw: bytes) -> str:
+    return type(raw).__name__ + ":" + repr(raw)
+""",
+    "blob_inputs_missing_or_stream": """
+@app.route(route="docs/{id}")
+@app.blob_input(arg_name="text", path="docs/missing-{id}.txt", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="raw", path="docs/missing-{id}.bin", data_type="BINARY", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="stream", path="docs/{id}.bin", data_type="STREAM", connection="AzureWebJobsStorage")
+def docs(req: func.HttpRequest, text: str, raw: bytes, stream: func.InputStream) -> str:
+    return repr([text, raw, stream])
+""",
+    "blob_output_file_like_and_input_stream": """
+import io
+
+@app.route(route="put")
+@app.blob_output(arg_name="text", path="out/a.txt", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="stream", path="out/b.bin", connection="AzureWebJobsStorage")
+def put(req: func.HttpRequest, text: func.Out[io.StringIO], stream: func.Out[func.InputStream]) -> str:
+    text.set(io.StringIO("file-like"))
+    stream.set(func.blob.InputStream(data=b"\x01\x02"))
+    return "OK"
+""",
+    "blob_output_wrong_annotation": """
+@app.route(route="put")
+@app.blob_output(arg_name="out", path="out/a.txt", connection="AzureWebJobsStorage")
+def put(req: func.HttpRequest, out: func.Out[int]) -> str:
+    return "OK"
+""",
+    "blob_trigger_wrong_annotation": """
+@app.blob_trigger(arg_name="blob", path="uploads/{name}", connection="AzureWebJobsStorage")
+def on_blob(blob: func.HttpRequest) -> None:
+    pass
+""",
+    "blob_output_of_a_queue_trigger_by_queue_trigger_text": """
+@app.queue_trigger(arg_name="msg", queue_name="in", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="out", path="archive/{queueTrigger}", connection="AzureWebJobsStorage")
+def archive(msg: func.QueueMessage, out: func.Out[bytes]) -> None:
+    out.set(msg.get_body())
+""",
     "activity_async_context": """
 @app.activity_trigger(input_name="payload")
 async def act(payload: Dict[str, Any], context: func.Context) -> str:
