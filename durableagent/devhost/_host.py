@@ -55,7 +55,7 @@ RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 STATE_DIR = ".durableagent"
 STORAGE_SETTING = "AzureWebJobsStorage"
-# Seconds between blob-trigger scans; Azure scans every 10 s. A local knob (tests use 1 s).
+# Seconds between blob-trigger scans; Azure scans every 10 s. A local knob (the tests use 0.5 s).
 BLOB_POLLING_SETTING = "DURABLEAGENT_BLOB_POLLING_SECONDS"
 
 

@@ -147,6 +147,9 @@ _InputReader = Callable[[InputProvider, dict[str, Any], BindingData], Awaitable[
 _INPUT_READERS: dict[str, _InputReader] = {
     BLOB: lambda provider, binding, data: provider.blob(binding, data),
 }
+# Binding types whose properties hold {expressions} bound per invocation; other functions skip the
+# binding data (for HTTP it parses the body).
+_BOUND_PER_INVOCATION = frozenset({BLOB})
 
 ClientBindingJson = Callable[[str | None], str]
 """Returns the ``durableClient`` binding JSON for a request origin (``None`` outside HTTP)."""
@@ -1045,7 +1048,8 @@ class Invoker:
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
         started = time.perf_counter()
         try:
-            binding_data = binding_data_for(fn.trigger_type, trigger_datum, metadata)
+            bound = any(str(b["type"]) in _BOUND_PER_INVOCATION for b in fn.bindings)
+            binding_data = binding_data_for(fn.trigger_type, trigger_datum, metadata) if bound else BindingData()
 
             async def bind_and_execute() -> _Outcome:
                 inputs = await self._read_inputs(fn, binding_data)
