@@ -378,3 +378,24 @@ def test_listener_refuses_invalid_paths_and_missing_connections(azurite: Azurite
         BlobTriggerListener([blob_function("cont/{name}")], Calls(), blobs, host_connection="x", host="h", env={})
     with pytest.raises(ValueError, match="refers to app setting 'MISSING'"):
         BlobTriggerListener([blob_function("%MISSING%/{name}")], Calls(), blobs, host_connection="x", host="h", env={})
+
+
+def test_a_container_that_does_not_exist_yet_is_watched_until_it_does(azurite: AzuriteInstance) -> None:
+    container = f"later-{uuid.uuid4().hex[:12]}"
+    scene = Scene(azurite, blob_function(f"{container}/{{name}}"))
+
+    async def scenario() -> None:
+        listener, blobs = scene.listener()
+        await listener.start()
+        try:
+            await listener.poll()  # the container is missing: nothing happens, nothing fails
+            scene.service.create_container(container)
+            scene.service.get_blob_client(container, "first").upload_blob(b"1")
+            await listener.poll()
+            await eventually(lambda: len(scene.calls.inputs) == 1)
+        finally:
+            await listener.stop()
+            await blobs.close()
+
+    run(scenario)
+    assert scene.calls.inputs[0][1].metadata["name"] == "first"
