@@ -18,7 +18,7 @@ from durableagent.devhost._binding_expressions import (
     parameter_names,
 )
 
-UTC = timezone.utc  # noqa: UP017 - datetime.UTC is 3.11+
+UTC = timezone.utc
 
 
 def test_parameters_are_read_out_of_a_path_greedily_and_case_sensitively() -> None:

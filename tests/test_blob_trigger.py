@@ -117,7 +117,7 @@ def test_a_configured_host_id_wins(tmp_path: Any) -> None:
 
 
 def test_scan_cursors_written_by_dotnet_are_read() -> None:
-    utc = timezone.utc  # noqa: UP017 - 3.10
+    utc = timezone.utc
     assert _parse_time("2026-12-03T10:00:00.9990001+00:00") == datetime(2026, 12, 3, 10, 0, 0, 999000, tzinfo=utc)
     assert _parse_time("2026-12-03T10:00:00Z") == datetime(2026, 12, 3, 10, 0, 0, tzinfo=utc)
     assert _parse_time("2026-12-03T12:00:00.5+02:00") == datetime(2026, 12, 3, 10, 0, 0, 500000, tzinfo=utc)
@@ -180,7 +180,7 @@ def test_the_scan_cursor_is_kept_per_account_and_container(azurite: AzuriteInsta
         async with AsyncBlobServiceClient.from_connection_string(azurite.connection_string) as service:
             info = ScanInfo(service.get_container_client("azure-webjobs-hosts"), host)
             missing = await info.load("devstoreaccount1", "c")
-            moment = datetime(2026, 12, 3, 10, 0, 0, 999000, tzinfo=timezone.utc)  # noqa: UP017 - 3.10
+            moment = datetime(2026, 12, 3, 10, 0, 0, 999000, tzinfo=timezone.utc)
             await info.save("devstoreaccount1", "c", moment)
             return missing, await info.load("devstoreaccount1", "c") == moment
 

@@ -164,7 +164,7 @@ def _resolve(expression: str, data: Mapping[str, Any], now: datetime | None) -> 
         value = uuid.uuid4()
         return value.hex if format_spec.strip().upper() == "N" else str(value)
     if lowered == "datetime":
-        moment = now or datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is 3.11+
+        moment = now or datetime.now(timezone.utc)
         return _dotnet_datetime(moment, format_spec.strip() or "yyyy-MM-ddTHH-mm-ssZ")
     value = _lookup(name.strip(), data)
     if value is None:

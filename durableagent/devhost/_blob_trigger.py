@@ -76,7 +76,7 @@ logger = logging.getLogger("durableagent.devhost.blob")
 DEFAULT_SOURCE = "LogsAndContainerScan"
 POLLING_INTERVAL = 10.0
 _SCAN_BLOB_LIMIT_PER_POLL = 10_000
-_EPOCH = datetime.min.replace(tzinfo=timezone.utc)  # noqa: UP017 - datetime.UTC is 3.11+
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
 # ---------------------------------------------------------------------------------------------
