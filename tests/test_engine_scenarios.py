@@ -460,7 +460,8 @@ async def test_retry_succeeds_on_third_attempt() -> None:
             ("ExecutionCompleted", None),
         ]
         failed = of_type(history, EventType.TASK_FAILED)[0]
-        assert failed.get("Reason") == "Activity function 'flaky' failed: ValueError: k1 attempt 1 failed"
+        # Two spaces, as in Azure: the extension cuts the message after "\nException:" (no trailing space).
+        assert failed.get("Reason") == "Activity function 'flaky' failed:  ValueError: k1 attempt 1 failed"
         _assert_retry_timers(history)
 
 
@@ -501,7 +502,8 @@ async def test_retry_exhausted_fails_after_the_extra_timer() -> None:
         assert FLAKY_CALLS["k2"] == 3
         output = engine.output(iid)
         assert output.startswith(
-            "Orchestrator function 'retrying' failed: Activity function 'flaky' failed: ValueError: k2 attempt 3 failed"
+            "Orchestrator function 'retrying' failed: "
+            "Activity function 'flaky' failed:  ValueError: k2 attempt 3 failed"
         ), output
         completed = of_type(history, EventType.EXECUTION_COMPLETED)[0]
         assert completed.get("OrchestrationStatus") == int(RuntimeStatus.Failed)

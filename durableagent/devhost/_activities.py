@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
 from . import _history as h
+from ._durable_http import HTTP_ACTIVITY
 from ._orchestrations import UnknownFunctionError, orchestration_message
 from ._store import Message, TaskHubStore, to_datetime
+from ._task_failures import activity_failure
 
 _log = logging.getLogger("durableagent.devhost.activities")
 
@@ -16,20 +17,50 @@ _log = logging.getLogger("durableagent.devhost.activities")
 InvokeActivity = Callable[[str, str], Awaitable[str]]
 
 
-class ActivityWorker:
-    """Runs activity messages. Delivery is at-least-once: a crash mid-run runs the activity again."""
+class BuiltInActivityError(Exception):
+    """A built-in activity failed; ``reason`` and ``details`` go into ``TaskFailed`` as they are."""
 
-    def __init__(self, store: TaskHubStore, invoke: InvokeActivity, clock: Callable[[], float]) -> None:
+    def __init__(self, reason: str, details: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+class ActivityWorker:
+    """Runs activity messages. Delivery is at-least-once: a crash mid-run runs the activity again.
+
+    Args:
+        store: The task hub.
+        invoke: Calls an app's activity function.
+        clock: Seconds since the epoch.
+        http: Runs the extension's built-in ``BuiltIn::HttpActivity`` (``context.call_http``) on the
+            request JSON; returns the response JSON or raises :class:`BuiltInActivityError`.
+    """
+
+    def __init__(
+        self,
+        store: TaskHubStore,
+        invoke: InvokeActivity,
+        clock: Callable[[], float],
+        *,
+        http: Callable[[str], Awaitable[str]] | None = None,
+    ) -> None:
         self._store = store
         self._invoke = invoke
         self._clock = clock
+        self._http = http
 
     async def process(self, message: Message) -> None:
         body = message.body
         name, task_id = str(body["name"]), int(body["taskId"])
         raw_input = body.get("input")
         try:
-            result = await self._invoke(name, raw_input if raw_input is not None else "null")
+            if name == HTTP_ACTIVITY and self._http is not None:
+                result = await self._http(raw_input or "{}")
+            else:
+                result = await self._invoke(name, raw_input if raw_input is not None else "null")
+        except BuiltInActivityError as exc:
+            event = h.task_failed(to_datetime(self._clock()), task_id, exc.reason, exc.details)
         except UnknownFunctionError:
             event = h.task_failed(
                 to_datetime(self._clock()),
@@ -39,14 +70,8 @@ class ActivityWorker:
                 None,
             )
         except Exception as exc:  # the user's code failed; the orchestrator sees TaskFailed
-            message_text = str(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
-            details = getattr(exc, "host_message", None)
-            event = h.task_failed(
-                to_datetime(self._clock()),
-                task_id,
-                f"Activity function '{name}' failed: {message_text}",
-                details() if callable(details) else json.dumps({"message": message_text}),
-            )
+            reason, details = activity_failure(name, exc)
+            event = h.task_failed(to_datetime(self._clock()), task_id, reason, details)
         else:
             event = h.task_completed(to_datetime(self._clock()), task_id, result)
         with self._store.transaction() as db:

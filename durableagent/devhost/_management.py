@@ -84,11 +84,14 @@ class ManagementService:
         clock: Callable[[], float],
         orchestrator_names: Callable[[], Sequence[str]],
         entity_names: Callable[[], Sequence[str]],
+        *,
+        default_version: str | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._orchestrator_names = orchestrator_names
         self._entity_names = entity_names
+        self._default_version = default_version
 
     # Orchestrations -------------------------------------------------------------------------------
 
@@ -104,7 +107,14 @@ class ManagementService:
         )
 
     def start(self, name: str, instance_id: str | None, input_json: str | None, version: str | None) -> str:
+        """Create an instance; ``version`` ``None`` (no ``?version=``) takes host.json ``defaultVersion``.
+
+        The out-of-proc client passes a version as the ``version`` query parameter and the extension uses
+        it instead of ``defaultVersion`` only when given (Azure/azure-functions-durable-extension#3213).
+        """
         function_name = self.resolve_orchestrator(name)
+        if version is None:
+            version = self._default_version
         instance_id = instance_id or uuid.uuid4().hex
         _validate_instance_id(instance_id)
         now = self._clock()
@@ -198,7 +208,9 @@ class ManagementService:
                 400,
                 f"An orchestration with the instanceId {instance_id} must be in a terminal state to restart.",
             )
-        return self.start(record.name, target, record.input, record.version)
+        # DurableClient.RestartAsync starts the copy with StartNewAsync(name, [id,] input): no version,
+        # so the app's defaultVersion applies to it, not the original instance's version.
+        return self.start(record.name, target, record.input, None)
 
     def purge(self, instance_id: str) -> int:
         with self._store.transaction() as db:

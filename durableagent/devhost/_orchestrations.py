@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from . import _history as h
@@ -31,12 +32,16 @@ from ._store import (
     TaskHubStore,
     to_datetime,
 )
+from ._versioning import VERSION_MISMATCH_ERROR_TYPE, VERSION_MISMATCH_MESSAGE, VersionCheck, Versioning
 
 _log = logging.getLogger("durableagent.devhost.orchestrations")
 
 _OOPROC_LABEL = "\n\n$OutOfProcData$:"
 # visible_at of messages a suspended instance holds back: never due until the resume restores them.
 _HELD = float("inf")
+# DTFx's Azure Storage provider abandons a work item with this back-off: 2^dequeueCount seconds, at
+# most 10 minutes (src/DurableTask.AzureStorage/Messaging/TaskHubQueue.cs, AbandonMessageAsync).
+_ABANDON_MAX_SECONDS = 600
 _COMPLETIONS = {
     EventType.TASK_COMPLETED,
     EventType.TASK_FAILED,
@@ -108,12 +113,34 @@ class _Episode:
 
 
 class OrchestrationWorker:
-    """Runs one episode of one orchestration instance at a time (the dispatcher guarantees that)."""
+    """Runs one episode of one orchestration instance at a time (the dispatcher guarantees that).
 
-    def __init__(self, store: TaskHubStore, invoke: InvokeOrchestrator, clock: Callable[[], float]) -> None:
+    Args:
+        store: The task hub.
+        invoke: Calls the orchestrator function.
+        clock: Seconds since the epoch.
+        versioning: host.json ``defaultVersion`` and the match/failure strategies.
+        http_poll_interval: ``httpSettings.defaultAsyncRequestSleepTimeMilliseconds``.
+        max_actions: ``maxOrchestrationActions``.
+    """
+
+    def __init__(
+        self,
+        store: TaskHubStore,
+        invoke: InvokeOrchestrator,
+        clock: Callable[[], float],
+        *,
+        versioning: Versioning | None = None,
+        http_poll_interval: timedelta = timedelta(seconds=30),
+        max_actions: int = 100_000,
+    ) -> None:
         self._store = store
         self._invoke = invoke
         self._clock = clock
+        self._versioning = versioning or Versioning(match_strategy="None")
+        self._http_poll_interval = http_poll_interval
+        self._max_actions = max_actions
+        self._rejected: set[str] = set()
 
     async def process(self, instance_id: str) -> None:
         now = self._clock()
@@ -126,6 +153,16 @@ class OrchestrationWorker:
             return
         episode = _Episode(record)
         history = self._store.get_history(instance_id)
+        # DTFx checks the instance's version before it runs anything of the work item, control
+        # messages included (TaskOrchestrationDispatcher.OnProcessWorkItemAsync).
+        check = None if record.status.is_terminal else self._versioning.check(record.version)
+        if check is not None and not check.fails_instance:
+            self._abandon(record, inbox, check, now)
+            return
+        if check is not None:
+            self._fail_version(episode, history, inbox, check)
+            self._commit(episode)
+            return
         events = self._triage(episode, history, inbox)
         if events is not None:
             await self._run(episode, history, events, now)
@@ -228,6 +265,72 @@ class OrchestrationWorker:
         )
         self._notify_parent(episode, failed_reason=f"Orchestration terminated: {reason}")
 
+    # Versioning -----------------------------------------------------------------------------------
+
+    def _abandon(self, record: InstanceRecord, inbox: list[Message], check: VersionCheck, now: float) -> None:
+        """VersionFailureStrategy.Reject: leave the work item for a host whose version accepts it."""
+        delays = [
+            min(2 ** (m.dequeue_count + 1), _ABANDON_MAX_SECONDS) if m.dequeue_count < 30 else _ABANDON_MAX_SECONDS
+            for m in inbox
+        ]
+        with self._store.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET dequeue_count = dequeue_count + 1, visible_at = ? WHERE id = ?",
+                [(now + delay, m.id) for m, delay in zip(inbox, delays, strict=True)],
+            )
+        if record.instance_id not in self._rejected:
+            # DTFx abandons silently; a local user deserves to know why the instance does not move.
+            self._rejected.add(record.instance_id)
+            _log.warning(
+                "Orchestration '%s' (instance %s) has version '%s', which versionMatchStrategy %s does not accept "
+                "with defaultVersion '%s'; versionFailureStrategy Reject leaves it waiting for a host that does "
+                "(retried with back-off).",
+                record.name,
+                record.instance_id,
+                check.instance_version,
+                check.match_strategy,
+                check.worker_version,
+            )
+
+    def _fail_version(
+        self, episode: _Episode, history: list[HistoryEvent], inbox: list[Message], check: VersionCheck
+    ) -> None:
+        """VersionFailureStrategy.Fail: DTFx completes the instance as Failed with FailureDetails
+        ("VersionMismatch", ...) and no result; the Azure Storage tracking store shows the failure's
+        ``ToString()`` as the output (AzureTableTrackingStore)."""
+        record = episode.record
+        now = to_datetime(self._clock())
+        episode.consumed = [m.id for m in inbox]
+        started = any(e.type == EventType.EXECUTION_STARTED for e in history)
+        delivered = [HistoryEvent.from_wire(m.body["event"]) for m in inbox]
+        starts = [e for e in delivered if e.type == EventType.EXECUTION_STARTED]
+        start_events = [] if started else starts[:1]
+        failure = {
+            "ErrorType": VERSION_MISMATCH_ERROR_TYPE,
+            "ErrorMessage": VERSION_MISMATCH_MESSAGE,
+            "StackTrace": None,
+            "InnerFailure": None,
+            "IsNonRetriable": True,
+        }
+        text = f"{VERSION_MISMATCH_ERROR_TYPE}: {VERSION_MISMATCH_MESSAGE}"
+        episode.new_events = [
+            h.orchestrator_started(now),
+            *start_events,
+            h.execution_completed(now, RuntimeStatus.Failed, None, failure),
+            h.orchestrator_completed(now),
+        ]
+        episode.record = replace(record, status=RuntimeStatus.Failed, output=json.dumps(text), updated_at=self._clock())
+        _log.warning(
+            "Orchestration '%s' (instance %s) failed: version '%s' does not satisfy versionMatchStrategy %s "
+            "with defaultVersion '%s' (versionFailureStrategy Fail).",
+            record.name,
+            record.instance_id,
+            check.instance_version,
+            check.match_strategy,
+            check.worker_version,
+        )
+        self._notify_parent(episode, failed_reason=text)
+
     # One invocation of the orchestrator ----------------------------------------------------------
 
     async def _run(
@@ -275,11 +378,19 @@ class OrchestrationWorker:
         record = episode.record
         actions = state.get("actions") or [[]]
         flat = [a for group in actions for a in group]
-        replay = ShimReplay(InstanceRef(record.instance_id, record.execution_id), flat)
+        replay = ShimReplay(
+            InstanceRef(record.instance_id, record.execution_id),
+            flat,
+            default_version=self._versioning.default_version,
+            http_poll_interval=self._http_poll_interval,
+            max_actions=self._max_actions,
+        )
         try:
             result = replay.run(full, new_from)
         except (NonDeterminismError, UnsupportedActionError) as exc:
             return f"Orchestrator function '{record.name}' failed: {exc}"
+        for warning in result.warnings:
+            _log.warning("Orchestration '%s' (instance %s): %s", record.name, record.instance_id, warning)
         if "customStatus" in state:
             episode.record = replace(record, custom_status=json.dumps(state["customStatus"]))
         for decision, event in result.decisions:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._durable_http import HTTP_ACTIVITY, header_value, normalize_request, poll_request, request_json
 from ._history import EventType, HistoryEvent, format_timestamp, parse_timestamp
 
 # Action types of the SDK's out-of-proc schema.
@@ -38,6 +39,18 @@ WHEN_ALL = 12
 
 # RetryOptions defaults of the extension for what the Python SDK does not send.
 _MAX_RETRY_INTERVAL = timedelta(days=6)
+# Action kinds DurableOrchestrationContext counts against maxOrchestrationActions
+# (IncrementActionsOrThrowException: activities, sub-orchestrations, timers, entity messages).
+_COUNTED_ACTIONS = {
+    CALL_ACTIVITY,
+    CALL_ACTIVITY_WITH_RETRY,
+    CALL_SUB_ORCHESTRATOR,
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY,
+    CREATE_TIMER,
+    CALL_ENTITY,
+    SIGNAL_ENTITY,
+    CALL_HTTP,
+}
 _GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
 
 
@@ -130,6 +143,12 @@ def _spawn(coro: Coroutine[Any, Any, Any]) -> _Future:
     return result
 
 
+def _failed(reason: str) -> _Future:
+    future = _Future()
+    future.set_failed(reason)
+    return future
+
+
 def _when_all(children: list[_Future]) -> _Future:
     """Task.WhenAll: completes once every child has, faulted if any child faulted."""
     result = _Future()
@@ -173,6 +192,8 @@ def _when_any(children: list[_Future]) -> _Future:
 
 @dataclass(frozen=True)
 class ScheduleActivity:
+    """An activity to run; ``input`` is the SDK's ``df_dumps`` text (the HTTP activity: the request JSON)."""
+
     task_id: int
     name: str
     input: str | None
@@ -210,6 +231,8 @@ class ReplayResult:
     decisions: list[tuple[Decision, HistoryEvent]] = field(default_factory=list)
     walk_finished: bool = False
     continue_as_new: tuple[bool, Any] = (False, None)
+    # Things the extension would swallow silently that the local host reports in its log.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -219,11 +242,32 @@ class InstanceRef:
 
 
 class ShimReplay:
-    """Replays one execution's actions against its history, as the extension's shim does."""
+    """Replays one execution's actions against its history, as the extension's shim does.
 
-    def __init__(self, instance: InstanceRef, actions: list[dict[str, Any]]) -> None:
+    Args:
+        instance: The instance and execution replayed.
+        actions: Every action the SDK returned, in order.
+        default_version: host.json ``defaultVersion``, for sub-orchestrations started without a version.
+        http_poll_interval: The wait between polls of a 202 answer without ``Retry-After``.
+        max_actions: ``maxOrchestrationActions``.
+    """
+
+    def __init__(
+        self,
+        instance: InstanceRef,
+        actions: list[dict[str, Any]],
+        *,
+        default_version: str | None = None,
+        http_poll_interval: timedelta = timedelta(seconds=30),
+        max_actions: int = 100_000,
+    ) -> None:
         self._instance = instance
         self._actions = actions
+        self._default_version = default_version
+        self._http_poll_interval = http_poll_interval
+        self._max_actions = max_actions
+        self._action_count = 0
+        self._warnings: list[str] = []
         self._next_id = 0
         self._guid_counter = 0
         self._now: datetime | None = None
@@ -246,6 +290,7 @@ class ShimReplay:
         result.decisions = [self._unmatched[i] for i in sorted(self._unmatched)]
         result.walk_finished = self._walk is not None and self._walk.done
         result.continue_as_new = self._continue_as_new
+        result.warnings = list(self._warnings)
         return result
 
     def _apply(self, event: HistoryEvent, *, is_new: bool) -> None:
@@ -318,6 +363,10 @@ class ShimReplay:
 
     def _invoke(self, action: dict[str, Any]) -> _Future | None:
         kind = int(action["actionType"])
+        if kind in _COUNTED_ACTIONS:
+            exceeded = self._count_action()
+            if exceeded is not None:
+                return _failed(exceeded)
         if kind == CALL_ACTIVITY:
             return self._schedule_activity(action)
         if kind == CALL_ACTIVITY_WITH_RETRY:
@@ -346,7 +395,7 @@ class ShimReplay:
         if kind == WHEN_ANY:
             return _when_any([self._as_future(a) for a in action.get("compoundActions") or []])
         if kind == CALL_HTTP:
-            raise UnsupportedActionError("call_http is not supported by the local host yet")
+            return _spawn(self._call_http(normalize_request(action.get("httpRequest"))))
         if kind == SCHEDULED_SIGNAL_ENTITY:
             raise UnsupportedActionError("scheduled entity signals are not supported by the local host")
         raise UnsupportedActionError(f"unknown orchestrator action type {kind}")
@@ -382,6 +431,58 @@ class ShimReplay:
             await self._create_timer(self._current_time() + delay)
         raise _TaskFailed(last_reason)
 
+    async def _call_http(self, request: dict[str, Any]) -> Any:
+        """``CallHttpAsync``: the built-in activity, then while it answers 202 and the request asked for
+        the asynchronous pattern, a timer (``Retry-After`` seconds, else the configured sleep) and a GET
+        of ``Location``. The Python SDK sees the first completion only (it numbers one task per call)."""
+        response = await self._http_activity(request)
+        while _status_code(response) == 202 and request["asynchronousPatternEnabled"]:
+            headers = response.get("headers")
+            retry_after = header_value(headers, "Retry-After")
+            if retry_after is not None:
+                try:
+                    delay = timedelta(seconds=int(retry_after.strip()))
+                except ValueError:
+                    # int.Parse throws: the task faults and the shim's walk moves on.
+                    raise _TaskFailed(f"The Retry-After header '{retry_after}' is not a number of seconds.") from None
+            else:
+                delay = self._http_poll_interval
+            for _ in range(2):  # the timer and the next request each count as an action
+                exceeded = self._count_action()
+                if exceeded is not None:
+                    raise _TaskFailed(exceeded)
+            await self._create_timer(self._current_time() + delay)
+            location = header_value(headers, "Location")
+            if location is None:
+                raise _TaskFailed("The given key 'Location' was not present in the dictionary.")
+            response = await self._http_activity(poll_request(request, location))
+        return response
+
+    async def _http_activity(self, request: dict[str, Any]) -> dict[str, Any]:
+        text = request_json(request)
+        result = await self._schedule_activity_named(HTTP_ACTIVITY, text, event_input=f"[{text}]")
+        try:
+            response = json.loads(str(result))
+        except ValueError:
+            raise _TaskFailed("The HTTP activity returned a response that is not JSON.") from None
+        if not isinstance(response, dict):
+            raise _TaskFailed("The HTTP activity returned a response that is not a JSON object.")
+        return response
+
+    def _count_action(self) -> str | None:
+        """``IncrementActionsOrThrowException``; the text of the failure once the limit is reached."""
+        if self._action_count >= self._max_actions:
+            message = (
+                f"Maximum amount of orchestration actions ({self._max_actions}) has been reached. "
+                "This value can be configured in host.json file as MaxOrchestrationActions."
+            )
+            # The extension faults the action's task, which its shim ignores: the orchestration waits.
+            if message not in self._warnings:
+                self._warnings.append(message)
+            return message
+        self._action_count += 1
+        return None
+
     # DTFx context calls ---------------------------------------------------------------------------
 
     def _current_time(self) -> datetime:
@@ -397,15 +498,19 @@ class ShimReplay:
         self._unmatched[decision.task_id] = (decision, event)
 
     def _schedule_activity(self, action: dict[str, Any]) -> _Future:
-        task_id = self._take_id()
-        name = str(action["functionName"])
         raw_input = action.get("input")
+        name = str(action["functionName"])
+        return self._schedule_activity_named(name, raw_input, event_input=json.dumps([raw_input]))
+
+    def _schedule_activity_named(self, name: str, raw_input: str | None, *, event_input: str) -> _Future:
+        # ScheduleTask serializes its parameters array: the SDK's string, or the HTTP request object.
+        task_id = self._take_id()
         decision = ScheduleActivity(task_id, name, raw_input)
         event = HistoryEvent(
             EventType.TASK_SCHEDULED,
             self._current_time(),
             task_id,
-            {"Name": name, "Version": "", "Input": json.dumps([raw_input])},
+            {"Name": name, "Version": "", "Input": event_input},
         )
         self._record(decision, event)
         return self._open_future(task_id)
@@ -415,14 +520,18 @@ class ShimReplay:
         name = str(action["functionName"])
         instance_id = action.get("instanceId") or f"{self._instance.execution_id}:{task_id}"
         raw_input = action.get("input")
-        decision = StartSubOrchestration(task_id, name, instance_id, action.get("version"), raw_input)
+        # A version given in the call wins; else the app's defaultVersion now, not the parent's version
+        # (Azure/azure-functions-durable-extension#3213; the SDK's orchestration_versioning sample).
+        explicit = action.get("version")
+        version = explicit if explicit is not None else self._default_version
+        decision = StartSubOrchestration(task_id, name, instance_id, version, raw_input)
         event = HistoryEvent(
             EventType.SUB_ORCHESTRATION_CREATED,
             self._current_time(),
             task_id,
             {
                 "Name": name,
-                "Version": action.get("version") or "",
+                "Version": version or "",
                 "InstanceId": instance_id,
                 "Input": json.dumps(raw_input),
             },
@@ -515,6 +624,11 @@ class ShimReplay:
         stack = self._waiters.pop(old.lower(), None)
         if stack:
             self._waiters[new.lower()] = stack
+
+
+def _status_code(response: dict[str, Any]) -> int | None:
+    code = response.get("statusCode")
+    return code if isinstance(code, int) else None
 
 
 _DECISION_EVENTS: dict[EventType, type] = {

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "AZURE_STORAGE_PROVIDER",
     "BlobOptions",
     "DurableTaskOptions",
     "HostConfigError",
@@ -52,9 +53,31 @@ class HttpOptions:
     route_prefix: str = "api"
 
 
+# The extension's storage provider names (DurableTaskExtension.GetDurabilityProviderFactory matches
+# storageProvider.type against them case-insensitively); the local host keeps SQLite for all of them.
+AZURE_STORAGE_PROVIDER = "AzureStorage"
+STORAGE_PROVIDERS = (AZURE_STORAGE_PROVIDER, "mssql", "Netherite", "azureManaged")
+# DTFx VersioningSettings.VersionMatchStrategy / VersionFailureStrategy, by name and by number.
+VERSION_MATCH_STRATEGIES = ("None", "Strict", "CurrentOrOlder")
+VERSION_FAILURE_STRATEGIES = ("Reject", "Fail")
+
+
 @dataclass(frozen=True)
 class DurableTaskOptions:
-    """``extensions.durableTask`` (defaults as the local host applies them)."""
+    """``extensions.durableTask`` (defaults as the local host applies them).
+
+    Attributes:
+        default_version: ``defaultVersion``: the version of orchestrations (and sub-orchestrations)
+            started without one, and the version ``version_match_strategy`` compares against.
+        version_match_strategy: ``None``, ``Strict`` or ``CurrentOrOlder`` (the extension's default).
+        version_failure_strategy: ``Reject`` (leave the work for another host, the default) or ``Fail``.
+        storage_provider: ``storageProvider.type`` as the extension names it (``AzureStorage`` when unset).
+        storage_connection_name: The Azure Storage provider's ``connectionName`` (``Storage``, that is
+            ``AzureWebJobsStorage``, when unset).
+        default_async_request_sleep: ``httpSettings.defaultAsyncRequestSleepTimeMilliseconds``: the wait
+            between polls of a durable HTTP 202 answer without ``Retry-After``.
+        max_orchestration_actions: ``maxOrchestrationActions``: actions one orchestration may schedule.
+    """
 
     hub_name: str = "TestHubName"
     max_concurrent_activity_functions: int = 10
@@ -62,6 +85,17 @@ class DurableTaskOptions:
     max_entity_operation_batch_size: int = 50
     # DTFx's Azure Storage provider polls its queues at most this far apart when idle.
     max_queue_polling_interval: timedelta = timedelta(seconds=30)
+    default_version: str | None = None
+    version_match_strategy: str = "CurrentOrOlder"
+    version_failure_strategy: str = "Reject"
+    storage_provider: str = AZURE_STORAGE_PROVIDER
+    storage_connection_name: str = "Storage"
+    default_async_request_sleep: timedelta = timedelta(milliseconds=30000)
+    max_orchestration_actions: int = 100_000
+
+    @property
+    def uses_azure_storage(self) -> bool:
+        return self.storage_provider.lower() == AZURE_STORAGE_PROVIDER.lower()
 
 
 @dataclass(frozen=True)
@@ -103,6 +137,8 @@ class HostSettings:
         path: The file read, or ``None`` when the app has no ``host.json``.
         version: The schema version (``"2.0"``), ``None`` when absent.
         function_timeout: Per-invocation limit; ``None`` means unlimited (absent or ``-1``).
+        log_levels: ``logging.logLevel``: category (``default``, ``Function``, ``Host.Results``, ...)
+            to level name, as written.
     """
 
     path: Path | None = None
@@ -112,6 +148,7 @@ class HostSettings:
     queues: QueueOptions = field(default_factory=QueueOptions)
     blobs: BlobOptions = field(default_factory=BlobOptions)
     function_timeout: timedelta | None = None
+    log_levels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,6 +327,19 @@ class _Reader:
             raise self._fail(key, f"must be a string, got {value!r}")
         return value
 
+    def choice(self, key: str, names: tuple[str, ...], default: str) -> str:
+        """An enum value as .NET configuration binds it: its name in any case, or its number."""
+        value = _get(self._section, key)
+        if value is None:
+            return default
+        text = str(value).strip()
+        if text.isdigit() and int(text) < len(names):
+            return names[int(text)]
+        for name in names:
+            if name.lower() == text.lower():
+                return name
+        raise self._fail(key, f"must be one of {', '.join(names)}, got {value!r}")
+
 
 # ---------------------------------------------------------------------------------------------
 # host.json
@@ -336,8 +386,40 @@ def _durable_options(path: Path, extensions: Mapping[str, Any], env: Mapping[str
                 f"{path}: extensions.durableTask.hubName {hub_name!r} is invalid: use 3 to 45 letters "
                 "and digits, starting with a letter"
             )
+    default_version = reader.string("defaultVersion")
+    if default_version is not None:
+        default_version = _resolve_references(default_version, env, path, "extensions.durableTask.defaultVersion")
+    provider_type = provider.string("type")
+    storage_provider = defaults.storage_provider
+    if provider_type is not None and provider_type.strip():
+        matches = [name for name in STORAGE_PROVIDERS if name.lower() == provider_type.strip().lower()]
+        if not matches:
+            # DurableTaskExtension.GetDurabilityProviderFactory's refusal, word for word.
+            raise HostConfigError(
+                f"{path}: extensions.durableTask.storageProvider.type: Storage provider type ({provider_type}) "
+                f"was not found. Available storage providers: {', '.join(STORAGE_PROVIDERS)}."
+            )
+        storage_provider = matches[0]
+    # AzureStorageOptions.ConnectionName, with its older spelling connectionStringName.
+    connection_name = provider.string("connectionName") or provider.string("connectionStringName")
+    http_settings = _Reader(
+        path, "extensions.durableTask.httpSettings.", _section(section, "httpSettings", "extensions.durableTask.", path)
+    )
     return DurableTaskOptions(
         hub_name=hub_name,
+        default_version=default_version,
+        version_match_strategy=reader.choice(
+            "versionMatchStrategy", VERSION_MATCH_STRATEGIES, defaults.version_match_strategy
+        ),
+        version_failure_strategy=reader.choice(
+            "versionFailureStrategy", VERSION_FAILURE_STRATEGIES, defaults.version_failure_strategy
+        ),
+        storage_provider=storage_provider,
+        storage_connection_name=connection_name or defaults.storage_connection_name,
+        default_async_request_sleep=timedelta(
+            milliseconds=http_settings.integer("defaultAsyncRequestSleepTimeMilliseconds", 30000, minimum=0)
+        ),
+        max_orchestration_actions=reader.integer("maxOrchestrationActions", defaults.max_orchestration_actions),
         max_concurrent_activity_functions=reader.integer(
             "maxConcurrentActivityFunctions", defaults.max_concurrent_activity_functions
         ),
@@ -381,6 +463,17 @@ def _blob_options(path: Path, extensions: Mapping[str, Any]) -> BlobOptions:
         max_degree_of_parallelism=reader.integer("maxDegreeOfParallelism", _default_blob_parallelism()),
         poison_blob_threshold=reader.integer("poisonBlobThreshold", BlobOptions.poison_blob_threshold),
     )
+
+
+def _log_levels(path: Path, root: Mapping[str, Any]) -> dict[str, str]:
+    logging_section = _section(root, "logging", "", path)
+    levels = _section(logging_section, "logLevel", "logging.", path)
+    found: dict[str, str] = {}
+    for category, level in levels.items():
+        if not isinstance(level, str):
+            raise HostConfigError(f"{path}: logging.logLevel.{category} must be a level name, got {level!r}")
+        found[str(category)] = level
+    return found
 
 
 def _function_timeout(path: Path, root: Mapping[str, Any]) -> timedelta | None:
@@ -432,6 +525,7 @@ def load_host_settings(app_dir: str | os.PathLike[str], env: Mapping[str, str] |
         queues=_queue_options(path, extensions),
         blobs=_blob_options(path, extensions),
         function_timeout=_function_timeout(path, root),
+        log_levels=_log_levels(path, root),
     )
 
 

@@ -50,6 +50,7 @@ from durableagent.devhost._history import EventType, HistoryEvent, RuntimeStatus
 from durableagent.devhost._management import ManagementService
 from durableagent.devhost._orchestrations import OrchestrationWorker, UnknownFunctionError
 from durableagent.devhost._store import InstanceRecord, TaskHubStore
+from durableagent.devhost._versioning import Versioning
 
 __all__ = [
     "Engine",
@@ -129,6 +130,8 @@ class Engine:
         path: Directory for the SQLite task hub; a fresh temporary one (removed on exit) by default.
         clock: The host clock (seconds since the epoch).
         concurrency: Dispatcher limits.
+        versioning: host.json ``defaultVersion`` and strategies (none: versions are not checked).
+        http: The built-in HTTP activity (``context.call_http``), if the test needs one.
     """
 
     def __init__(
@@ -138,7 +141,11 @@ class Engine:
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
         concurrency: Concurrency | None = None,
+        versioning: Versioning | None = None,
+        http: Callable[[str], Any] | None = None,
     ) -> None:
+        self._versioning = versioning
+        self._http = http
         self.index = index_durable_functions(app)
         # Per-engine overrides, so a test can swap an orchestrator between episodes.
         self._orchestrators: dict[str, tuple[str, str, Callable[..., Any]]] = dict(
@@ -173,8 +180,8 @@ class Engine:
         self.store = TaskHubStore(self._dir / "taskhub.sqlite", on_commit=on_commit)
         dispatcher = Dispatcher(
             self.store,
-            OrchestrationWorker(self.store, self._invoke_orchestrator, self.clock),
-            ActivityWorker(self.store, self._invoke_activity, self.clock),
+            OrchestrationWorker(self.store, self._invoke_orchestrator, self.clock, versioning=self._versioning),
+            ActivityWorker(self.store, self._invoke_activity, self.clock, http=self._http),
             EntityWorker(self.store, self._invoke_entity, self.clock),
             self.clock,
             self._concurrency,
@@ -185,6 +192,7 @@ class Engine:
             self.clock,
             lambda: [entry[0] for entry in self._orchestrators.values()],
             lambda: self.index.names(ENTITY_TRIGGER),
+            default_version=self._versioning.default_version if self._versioning else None,
         )
         dispatcher.start()
         return self
