@@ -37,6 +37,7 @@ from ._functions import (
     QUEUE_TRIGGER,
     IndexedFunction,
 )
+from ._http_activity import DurableHttpActivity
 from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
 from ._invoker import FunctionLoadError, Invoker, check_worker_load
 from ._management import ManagementService
@@ -48,6 +49,7 @@ from ._settings import HostSettings, LocalSettings, load_host_settings, load_loc
 from ._store import TaskHubStore
 from ._timer_trigger import TimerScheduler
 from ._trigger_input import TriggerInput, resolve_setting_references
+from ._versioning import Versioning
 
 _log = logging.getLogger("durableagent.devhost")
 
@@ -171,6 +173,7 @@ class Host:
         self._blobs = BlobBindings()
         self._blob_listener: BlobTriggerListener | None = None
         self._by_kind: dict[str, dict[str, IndexedFunction]] = {}
+        self._http_activity: DurableHttpActivity | None = None
         self.worker = BUILTIN_WORKER
 
     # Start-up -------------------------------------------------------------------------------------
@@ -291,10 +294,23 @@ class Host:
         hub = durable.hub_name
         self._store = TaskHubStore(self.state_dir / f"taskhub-{hub}.sqlite", on_commit=self._notify)
         clock = time.time
+        self._http_activity = DurableHttpActivity()
+        versioning = Versioning(
+            default_version=durable.default_version,
+            match_strategy=durable.version_match_strategy,
+            failure_strategy=durable.version_failure_strategy,
+        )
         self._dispatcher = Dispatcher(
             self._store,
-            OrchestrationWorker(self._store, self._invoke_orchestrator, clock),
-            ActivityWorker(self._store, self._invoke_activity, clock),
+            OrchestrationWorker(
+                self._store,
+                self._invoke_orchestrator,
+                clock,
+                versioning=versioning,
+                http_poll_interval=durable.default_async_request_sleep,
+                max_actions=durable.max_orchestration_actions,
+            ),
+            ActivityWorker(self._store, self._invoke_activity, clock, http=self._http_activity),
             EntityWorker(self._store, self._invoke_entity, clock, durable.max_entity_operation_batch_size),
             clock,
             Concurrency(
@@ -317,6 +333,7 @@ class Host:
             time.time,
             lambda: [f.durable_name for f in self._by_kind[ORCHESTRATION_TRIGGER].values()],
             lambda: [f.durable_name for f in self._by_kind[ENTITY_TRIGGER].values()],
+            default_version=self.settings.durable_task.default_version,
         )
         api = ManagementApi(service, self._public_webhook_base, self.settings.durable_task.hub_name)
         routes = [
@@ -424,6 +441,8 @@ class Host:
             await self._runner.cleanup()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
+        if self._http_activity is not None:
+            await self._http_activity.close()
         if self._invoker is not None:
             self._invoker.close()
         await self._blobs.close()
