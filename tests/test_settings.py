@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from durableagent.devhost._host import storage_connection_resolves
 from durableagent.devhost._settings import (
     HostConfigError,
     HostSettings,
@@ -272,3 +273,36 @@ def test_invalid_local_settings(tmp_path: Path, text: str, message: str) -> None
     with pytest.raises(HostConfigError, match=message) as info:
         load_local_settings(tmp_path, {})
     assert "local.settings.json" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Durable extension's storage connection
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "resolves"),
+    [
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}, True),
+        ({"AZUREWEBJOBSSTORAGE": "UseDevelopmentStorage=true"}, True),  # setting names ignore case
+        ({"Storage": "DefaultEndpointsProtocol=https;AccountName=a"}, True),
+        ({"AzureWebJobsStorage__accountName": "myaccount"}, True),  # identity-based connection
+        ({"AzureWebJobsStorage": ""}, False),
+        ({"AzureWebJobsStorage": "   "}, False),
+        ({"AzureWebJobsStorage__accountName": ""}, False),
+        ({}, False),
+    ],
+)
+def test_storage_connection_resolution(environ: dict[str, str], resolves: bool) -> None:
+    assert storage_connection_resolves("Storage", environ) is resolves
+
+
+def test_a_named_storage_connection(tmp_path: Path) -> None:
+    write_json(
+        tmp_path / "host.json",
+        {"version": "2.0", "extensions": {"durableTask": {"storageProvider": {"connectionName": "HubStorage"}}}},
+    )
+    durable = load_host_settings(tmp_path, env={}).durable_task
+    assert (durable.storage_connection_name, durable.uses_azure_storage) == ("HubStorage", True)
+    assert storage_connection_resolves("HubStorage", {"AzureWebJobsHubStorage": "x"})
+    assert not storage_connection_resolves("HubStorage", {"AzureWebJobsStorage": "x"})

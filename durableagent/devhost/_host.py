@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,8 @@ from ._function_errors import FunctionError, partition_functions
 from ._functions import (
     ACTIVITY_TRIGGER,
     BLOB_TRIGGER,
+    DURABLE_CLIENT,
+    DURABLE_TRIGGERS,
     ENTITY_TRIGGER,
     HTTP_TRIGGER,
     ORCHESTRATION_TRIGGER,
@@ -111,6 +114,19 @@ class HostOptions:
     worker: str = AUTO_WORKER
 
 
+def storage_connection_resolves(name: str, environ: Mapping[str, str]) -> bool:
+    """Whether the extension could resolve the storage connection ``name`` (``IConnectionInfoResolver``):
+    a non-empty ``AzureWebJobs<name>`` or ``<name>`` setting, or an identity-based section of either
+    (``AzureWebJobsStorage__accountName``, ``__queueServiceUri``, ...). Setting names ignore case."""
+    settings = {key.lower(): value for key, value in environ.items()}
+    for setting in (f"azurewebjobs{name.lower()}", name.lower()):
+        if settings.get(setting, "").strip():
+            return True
+        if any(key.startswith(setting + "__") and value.strip() for key, value in settings.items()):
+            return True
+    return False
+
+
 class _OutputSink:
     """Queue and blob output bindings: each goes to the storage account named by its binding."""
 
@@ -185,6 +201,14 @@ class Host:
         if self.local.notice:
             _log.warning("%s", self.local.notice)
         self.settings = load_host_settings(self.app_dir)
+        durable = self.settings.durable_task
+        if not durable.uses_azure_storage:
+            _log.warning(
+                "host.json selects the '%s' storage provider; the local host keeps the task hub in SQLite "
+                "under %s whatever the provider, so that provider's connection settings are not used here.",
+                durable.storage_provider,
+                self.state_dir,
+            )
         if self.options.start_azurite:
             storage = os.environ.get(STORAGE_SETTING, "")
             self._azurite = await asyncio.to_thread(
@@ -193,6 +217,7 @@ class Host:
             if self._azurite is not None:
                 _log.info("Started Azurite (pid %s), data in %s", self._azurite.pid, self._azurite.location)
         await self._load_app()
+        self._require_task_hub_storage()
         functions = self.functions
         for kind in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER):
             self._by_kind[kind] = {f.durable_name.lower(): f for f in functions if f.trigger_type == kind}
@@ -269,6 +294,28 @@ class Host:
         # Blobs this host writes are examined on the next scan, as the extension's blob-written watcher does.
         self._blobs.on_written = self._blob_listener.notify_written
         await self._blob_listener.start()
+
+    def _require_task_hub_storage(self) -> None:
+        """The Azure Storage provider resolves its connection when the extension loads, which the host
+        does for an app with Durable bindings: without one the host does not start
+        (AzureStorageAccountProvider.GetStorageAccountDetails)."""
+        assert self.settings is not None
+        durable = self.settings.durable_task
+        uses_durable = any(
+            binding.get("type") in DURABLE_TRIGGERS or binding.get("type") == DURABLE_CLIENT
+            for fn in self.functions
+            for binding in fn.bindings
+        )
+        if not uses_durable or not durable.uses_azure_storage:
+            return
+        if storage_connection_resolves(durable.storage_connection_name, os.environ):
+            return
+        setting = f"AzureWebJobs{durable.storage_connection_name}"
+        raise HostStartError(
+            f"Unable to resolve the Azure Storage connection named '{durable.storage_connection_name}'. "
+            f"The Durable Functions extension needs {setting} (in local.settings.json Values or the "
+            'environment); "UseDevelopmentStorage=true" uses Azurite.'
+        )
 
     def _partition(self) -> None:
         # From here on a function in error does not exist: no route, listener, timer or durable name.
