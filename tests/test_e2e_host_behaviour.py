@@ -1,8 +1,8 @@
 """End to end: the host's own behaviour as the Functions host and the Durable extension show it.
 
-A failed activity reaches the orchestration's output as the extension records it (and without the local
-host's stack frames); a Durable app without its storage connection does not start; another storage
-provider is named at start.
+host.json ``logging.logLevel`` decides what is printed; a failed activity reaches the orchestration's
+output as the extension records it (and without the local host's stack frames); a Durable app without
+its storage connection does not start; another storage provider is named at start.
 """
 
 from __future__ import annotations
@@ -34,6 +34,29 @@ def _failed_output(host: HostProcess) -> str:
     status = host.wait_for(json.loads(body)["id"])
     assert status["runtimeStatus"] == "Failed", status
     return str(status["output"])
+
+
+def test_log_levels_from_host_json_and_a_clean_stop(azurite: AzuriteInstance, tmp_path: Path) -> None:
+    app_dir = copy_app(APP, tmp_path / "app")
+    host = HostProcess(app_dir, env=_env(azurite, "HostLogs")).start()
+    try:
+        assert host.request("GET", "/api/quiet")[0] == 200
+        assert host.request("GET", "/api/loud")[0] == 200
+        _failed_output(host)  # uses the Durable SDK's HTTP session, which must be closed at stop
+    finally:
+        host.stop()
+    log = host.log()
+    # "Function": Warning hides the invocation lines and the function's own info lines...
+    assert "Executing 'Functions.quiet'" not in log
+    assert "Executed 'Functions.quiet'" not in log
+    assert "quiet says info" not in log
+    assert "quiet says warning" in log
+    # ...but a failure is an error, and "Function.loud" is more specific.
+    assert "Executed 'Functions.explode' (Failed" in log
+    assert "Executing 'Functions.loud'" in log
+    assert "loud says info" in log
+    assert "Stopping the host..." in log
+    assert "Unclosed" not in log, log[-3000:]
 
 
 @pytest.mark.parametrize("worker", ["auto", "builtin"])

@@ -87,6 +87,7 @@ def run(argv: Sequence[str] | None, *, prog: str, with_subcommand: bool) -> int:
         enforce_keys=args.enforce_keys,
         start_azurite=not args.no_azurite,
         worker=args.worker,
+        verbose=args.verbose,
     )
     return asyncio.run(_serve(options))
 

@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +43,7 @@ from ._functions import (
 from ._http_activity import DurableHttpActivity
 from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
 from ._invoker import FunctionLoadError, Invoker, check_worker_load
+from ._logging import LogLevels, apply_log_levels
 from ._management import ManagementService
 from ._management_http import ManagementApi
 from ._orchestrations import OrchestrationWorker, UnknownFunctionError
@@ -104,6 +105,7 @@ class HostOptions:
         start_azurite: Start Azurite when the app uses development storage and none is running.
         worker: ``runtime`` (the Python worker library, ``azure-functions-runtime``, Python 3.13+),
             ``builtin`` (our own invoker) or ``auto`` (runtime where it is installed).
+        verbose: Print everything at debug level, whatever host.json ``logging.logLevel`` says.
     """
 
     app_dir: Path
@@ -112,6 +114,7 @@ class HostOptions:
     enforce_keys: bool = False
     start_azurite: bool = True
     worker: str = AUTO_WORKER
+    verbose: bool = False
 
 
 def storage_connection_resolves(name: str, environ: Mapping[str, str]) -> bool:
@@ -125,6 +128,17 @@ def storage_connection_resolves(name: str, environ: Mapping[str, str]) -> bool:
         if any(key.startswith(setting + "__") and value.strip() for key, value in settings.items()):
             return True
     return False
+
+
+def _close_sdk_session() -> Awaitable[None] | None:
+    """The Durable SDK's shared aiohttp session, closed on the loop that made it (otherwise Python
+    reports an "Unclosed client session" when the host exits); SDKs without one return ``None``."""
+    http_utils = sys.modules.get("azure.durable_functions.models.utils.http_utils")
+    close = getattr(http_utils, "_close_session", None)
+    if close is None or getattr(http_utils, "_client_session", None) is None:
+        return None
+    result: Awaitable[None] = close()
+    return result
 
 
 class _OutputSink:
@@ -190,6 +204,7 @@ class Host:
         self._blob_listener: BlobTriggerListener | None = None
         self._by_kind: dict[str, dict[str, IndexedFunction]] = {}
         self._http_activity: DurableHttpActivity | None = None
+        self._logging = contextlib.ExitStack()
         self.worker = BUILTIN_WORKER
 
     # Start-up -------------------------------------------------------------------------------------
@@ -201,6 +216,10 @@ class Host:
         if self.local.notice:
             _log.warning("%s", self.local.notice)
         self.settings = load_host_settings(self.app_dir)
+        levels = LogLevels.parse(self.settings.log_levels, str(self.settings.path or "host.json"))
+        if levels.rules and not self.options.verbose:
+            # Without rules the Functions host prints Information and up, which is what the CLI does.
+            self._logging.enter_context(apply_log_levels(levels))
         durable = self.settings.durable_task
         if not durable.uses_azure_storage:
             _log.warning(
@@ -490,6 +509,12 @@ class Host:
             await self._dispatcher.stop()
         if self._http_activity is not None:
             await self._http_activity.close()
+        closing = _close_sdk_session()
+        if closing is not None:
+            try:
+                await closing
+            except Exception:  # a session bound to another loop: nothing more to do at exit
+                _log.debug("Could not close the Durable SDK's HTTP session", exc_info=True)
         if self._invoker is not None:
             self._invoker.close()
         await self._blobs.close()
@@ -501,6 +526,7 @@ class Host:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
+        self._logging.close()
 
     # What ``func start`` prints ------------------------------------------------------------------------
 

@@ -1,0 +1,178 @@
+"""host.json ``logging.logLevel`` applied to what the local host prints, by Functions host categories.
+
+The Functions host logs through Microsoft.Extensions.Logging: every line has a category and the
+``logLevel`` section maps category prefixes to minimum levels; the longest matching prefix wins
+(case-insensitive, one ``*`` wildcard allowed), and ``default`` covers the rest (``LoggerRuleSelector``
+in dotnet/runtime; the Functions docs' "Configure categories and log levels"). The categories the host
+uses, and which of our loggers stand for them:
+
+* ``Function.<name>`` — ``Executing 'Functions.<name>' ...`` / ``Executed ...`` lines;
+* ``Function.<name>.User`` — what the function itself logs;
+* ``Host.Triggers.DurableTask`` — the Durable extension (``DurableTaskExtension.LoggerCategoryName``);
+* ``Host.Triggers.Queue`` / ``Host.Triggers.Timer`` — the queue and timer listeners;
+* ``Host.General`` — the rest of the host.
+
+What ``func start`` itself prints (the functions listing, "Host started") is not a log and stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ._settings import HostConfigError
+
+__all__ = ["CategoryFilter", "LogLevels", "apply_log_levels", "record_category"]
+
+# Microsoft.Extensions.Logging.LogLevel names, on Python's scale ("None" silences the category).
+_LEVELS = {
+    "trace": 5,
+    "debug": logging.DEBUG,
+    "information": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "none": logging.CRITICAL + 100,
+}
+_FUNCTIONS_LOGGER = "durableagent.devhost.functions"
+_HOST_CATEGORIES = (
+    ("durableagent.devhost.orchestrations", "Host.Triggers.DurableTask"),
+    ("durableagent.devhost.activities", "Host.Triggers.DurableTask"),
+    ("durableagent.devhost.entities", "Host.Triggers.DurableTask"),
+    ("durableagent.devhost.dispatcher", "Host.Triggers.DurableTask"),
+    ("durableagent.devhost.queue", "Host.Triggers.Queue"),
+    ("durableagent.devhost.timer", "Host.Triggers.Timer"),
+    ("durableagent.devhost", "Host.General"),
+    ("aiohttp", "Host.General"),
+    ("asyncio", "Host.General"),
+)
+_EXECUTING = re.compile(r"^Executing 'Functions\.(?P<name>[^']+)' \(Reason='.*', Id=(?P<id>[^)]+)\)$", re.S)
+_EXECUTED = re.compile(r"^Executed 'Functions\.(?P<name>[^']+)' \(\w+, Id=(?P<id>[^,)]+)")
+_EXCEPTION = re.compile(r"^Exception while executing function: Functions\.(?P<name>[^.\s]+)\.")
+
+
+@dataclass(frozen=True)
+class LogLevels:
+    """The ``logLevel`` rules: (category prefix, wildcard suffix, level), ``default`` as the empty prefix."""
+
+    rules: tuple[tuple[str, str, int], ...] = ()
+
+    @classmethod
+    def parse(cls, levels: Mapping[str, str], where: str = "host.json") -> LogLevels:
+        """Raises: HostConfigError: a level that is not a ``LogLevel`` name."""
+        rules: list[tuple[str, str, int]] = []
+        for category, level in levels.items():
+            value = _LEVELS.get(level.strip().lower())
+            if value is None:
+                names = ", ".join(n.capitalize() for n in _LEVELS)
+                raise HostConfigError(f"{where}: logging.logLevel.{category} must be one of {names}, got {level!r}")
+            key = "" if category.lower() == "default" else category.lower()
+            prefix, _, suffix = key.partition("*")
+            rules.append((prefix, suffix, value))
+        return cls(tuple(rules))
+
+    def level_for(self, category: str) -> int:
+        """The minimum level of ``category``: the most specific matching rule's, Information if none."""
+        lowered = category.lower()
+        best: tuple[int, int] | None = None
+        for prefix, suffix, level in self.rules:
+            if lowered.startswith(prefix) and lowered.endswith(suffix) and len(lowered) >= len(prefix) + len(suffix):
+                specificity = len(prefix) + len(suffix)
+                if best is None or specificity >= best[0]:
+                    best = (specificity, level)
+        return logging.INFO if best is None else best[1]
+
+    @property
+    def lowest(self) -> int:
+        return min([logging.INFO, *(level for _, _, level in self.rules)])
+
+
+class _Invocations:
+    """Function names of running invocations by id, learnt from the ``Executing`` lines."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def observe(self, message: str) -> None:
+        started = _EXECUTING.match(message)
+        if started is not None:
+            self._names[started["id"].strip()] = started["name"]
+            return
+        finished = _EXECUTED.match(message)
+        if finished is not None:
+            self._names.pop(finished["id"].strip(), None)
+
+    def current(self) -> str | None:
+        invocation_id = _current_invocation_id()
+        return None if invocation_id is None else self._names.get(invocation_id)
+
+
+def _current_invocation_id() -> str | None:
+    """The invocation running on this thread: the worker library's context variable, or our invoker's."""
+    import sys
+
+    executor: Any = sys.modules.get("azure_functions_runtime.utils.executor")
+    if executor is not None:
+        value = executor.invocation_id_cv.get()
+        if value:
+            return str(value)
+    invoker: Any = sys.modules.get("durableagent.devhost._invoker")
+    local = getattr(invoker, "_INVOCATION_LOCAL", None)
+    value = getattr(local, "invocation_id", None)
+    return str(value) if value else None
+
+
+def record_category(record: logging.LogRecord, invocations: _Invocations | None = None) -> str:
+    """The Functions host category a record of ours (or of the app) belongs to."""
+    if record.name == _FUNCTIONS_LOGGER:
+        message = record.getMessage()
+        for pattern in (_EXECUTING, _EXECUTED, _EXCEPTION):
+            match = pattern.match(message)
+            if match is not None:
+                return f"Function.{match['name']}"
+        return "Function"
+    for prefix, category in _HOST_CATEGORIES:
+        if record.name == prefix or record.name.startswith(prefix + "."):
+            return category
+    name = invocations.current() if invocations is not None else None
+    return f"Function.{name}.User" if name else "Function"
+
+
+class CategoryFilter(logging.Filter):
+    """Lets a record through when its level reaches its category's ``logLevel``."""
+
+    def __init__(self, levels: LogLevels) -> None:
+        super().__init__()
+        self.levels = levels
+        self._invocations = _Invocations()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == _FUNCTIONS_LOGGER:
+            self._invocations.observe(record.getMessage())
+        return record.levelno >= self.levels.level_for(record_category(record, self._invocations))
+
+
+@contextmanager
+def apply_log_levels(levels: LogLevels, logger: logging.Logger | None = None) -> Iterator[CategoryFilter]:
+    """Filter every handler of ``logger`` (the root logger) by ``levels`` until the context ends.
+
+    The logger's own level is lowered when a rule asks for more detail than it lets through.
+    """
+    target = logger or logging.getLogger()
+    installed = CategoryFilter(levels)
+    handlers = list(target.handlers)
+    previous_level = target.level
+    for handler in handlers:
+        handler.addFilter(installed)
+    if levels.lowest < target.getEffectiveLevel():
+        target.setLevel(levels.lowest)
+    try:
+        yield installed
+    finally:
+        for handler in handlers:
+            handler.removeFilter(installed)
+        target.setLevel(previous_level)
