@@ -22,7 +22,7 @@ from durableagent.devhost._history import EventType, HistoryEvent
 from durableagent.devhost._http_activity import DurableHttpActivity
 from durableagent.devhost._replay import CALL_HTTP, CreateTimer, InstanceRef, ReplayResult, ScheduleActivity, ShimReplay
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 - datetime.UTC is 3.11+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 INSTANCE = InstanceRef("i1", "e1")
 
 

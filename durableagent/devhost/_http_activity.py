@@ -132,7 +132,7 @@ class DurableHttpActivity:
         method, url, headers, body = await self._message(request)
         try:
             return await asyncio.wait_for(self._send(method, url, headers, body), timeout.total_seconds())
-        except asyncio.TimeoutError:  # noqa: UP041 - not the builtin TimeoutError on Python 3.10
+        except asyncio.TimeoutError:
             if timeout < CLIENT_TIMEOUT:
                 # TaskHttpActivityShim: OperationCanceledException becomes a TimeoutException.
                 message = f"The operation was canceled. Reached user specified timeout: {_format_timespan(timeout)}."
