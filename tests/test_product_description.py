@@ -397,9 +397,21 @@ def test_custom_functions_run_beside_the_agent(custom: Host, azurite: AzuriteIns
     )
     # @app.timer_trigger(schedule="0 */5 * * * *", ...) is listed and scheduled.
     assert "periodic_task" in custom.log()
-    # @app.blob_trigger: the local host cannot serve blob triggers yet; the function is put in error and
-    # the rest of the app runs (the local-host issue adds blob triggers).
-    assert "The 'process_blob' function is in error" in custom.log()
+    # @app.blob_trigger(arg_name="blob", path="uploads/{name}", ...): a new blob runs it once.
+    from azure.storage.blob import BlobServiceClient
+
+    blob_name = f"{new_key('upload')}.txt"
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        container = service.get_container_client("uploads")
+        with contextlib.suppress(ResourceExistsError):
+            container.create_container()
+        container.upload_blob(blob_name, b"hello")
+    assert_eventually(
+        lambda: f"Processing blob: uploads/{blob_name}" in custom.log(),
+        timeout=45,
+        message=f"blob not processed\n{custom.log()}",
+    )
+    assert "is in error" not in custom.log()
 
 
 # Response Callbacks -------------------------------------------------------------------------------------
