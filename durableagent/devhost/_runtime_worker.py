@@ -276,7 +276,8 @@ class RuntimeInvoker(Invoker):
         function_timeout: Any = None,
     ) -> None:
         self._function_ids = dict(function_ids)
-        self._checked: set[str] = set()
+        # Per loaded function: the binding its return value goes to (worked out once, not per call).
+        self._return_bindings: dict[str, dict[str, Any] | None] = {}
         self._runtime = _runtime()
         super().__init__(
             functions,
@@ -292,10 +293,10 @@ class RuntimeInvoker(Invoker):
         if fn.name not in self._function_ids:
             raise AppLoadError(f"Function '{fn.name}' was not indexed by the Python worker")
         self._check_host_support(fn)
-        self._checked.add(fn.name)
+        self._return_bindings[fn.name] = _return_binding(fn)
 
     def _is_loaded(self, name: str) -> bool:
-        return name in self._checked
+        return name in self._return_bindings
 
     def close(self) -> None:
         """Stop the library's thread pool (running sync functions finish in the background)."""
@@ -350,14 +351,18 @@ class RuntimeInvoker(Invoker):
             if datum is not None:
                 outcome.outputs.append((by_name[output.name], datum))
         returned = _datum(response.return_value)
-        return_binding = by_name.get("$return") or _implicit_output(fn)
+        return_binding = self._return_bindings[fn.name]
         if returned is not None and return_binding is not None:
             outcome.add_return(return_binding, returned)
         return outcome
 
 
-def _implicit_output(fn: IndexedFunction) -> dict[str, Any] | None:
-    """The binding whose converter returns the function's result without ``$return`` (Durable triggers)."""
+def _return_binding(fn: IndexedFunction) -> dict[str, Any] | None:
+    """Where the return value goes: ``$return``, else the binding whose converter has an implicit
+    output (Durable triggers)."""
+    for binding in fn.bindings:
+        if binding["name"] == "$return":
+            return dict(binding)
     registry: Any = func.get_binding_registry()  # type: ignore[no-untyped-call]
     for binding in fn.bindings:
         converter = registry.get(binding["type"])
