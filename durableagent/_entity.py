@@ -19,7 +19,9 @@ from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentR
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 from ._conversation import conversation
+from ._journal import TurnJournal, accepts_middleware
 from ._loop import run_coroutine
+from ._requests import RequestLimits, check_operation_input, is_correlation_id
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
@@ -41,6 +43,7 @@ class EntityConfig:
     agent: SupportsAgentRun
     transcripts: Callable[[], TranscriptStore]
     limits: StateLimits = field(default_factory=StateLimits)
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
     callback: AgentResponseCallbackProtocol | None = None
     run_timeout_seconds: float = 600.0
     reply: Callable[[str, dict[str, Any]], None] | None = None
@@ -107,7 +110,9 @@ class AgentEntity:
             context.set_result({"status": "failed", "error": {"code": "state_schema", "message": str(exc)}})
             return
         if operation == RUN_AGENT:
-            request = context.get_input() or {}
+            given = context.get_input()
+            # Anything but an object (from the management API, say) is a run without fields: refused.
+            request = given if isinstance(given, dict) else {}
             result = self._run(state, session, request)
             if request.get("returnResponse"):
                 # An orchestration called: it gets the response itself, or an exception to catch.
@@ -160,10 +165,21 @@ class AgentEntity:
 
     def _run(self, state: AgentState, session: AgentSessionId, request: dict[str, Any]) -> dict[str, Any]:
         started_at = utc_now()  # when the message arrived, unless the caller's edge recorded it
-        correlation_id = str(request.get("correlationId") or "")
-        if not correlation_id or not request.get("message"):
-            return {"status": "failed", "error": {"code": "invalid_request", "message": "missing fields"}}
+        raw_id = request.get("correlationId") if isinstance(request, dict) else None
+        if not is_correlation_id(raw_id):
+            # Without a well-formed id there is nothing to record an outcome under: answer only.
+            return {
+                "status": "failed",
+                "error": {"code": "invalid_correlation_id", "message": "A well-formed correlationId is required."},
+            }
+        correlation_id = str(raw_id)
+        transcripts = self.config.transcripts()
         known = state.receipts.get(correlation_id)
+        if known is None and request.get("correlationSupplied", True) is not False:
+            # Only ids a caller chose can repeat; those whose receipt left the state are looked up in
+            # storage (one read), so a retry is recognised for as long as the session exists.
+            stored = transcripts.read_receipt(session, correlation_id)
+            known = Receipt.from_dict(stored) if stored is not None else None
         if known is not None:
             if known.request_hash and request.get("requestHash") and known.request_hash != request["requestHash"]:
                 # The id was used for another request: report it, run nothing, change nothing.
@@ -174,14 +190,37 @@ class AgentEntity:
                 }
             # A redelivered or retried request: answer from the record, never call the model again.
             return {**known.to_dict(), "duplicate": True}
-        transcripts = self.config.transcripts()
-        recovered = transcripts.read_turn(session, state.turns)
+        problem = check_operation_input(request, self.config.request_limits)
+        if problem is not None:
+            # Whatever path brought it (the management API, a queue, another app), the entity keeps its
+            # bounds: the run fails and its URL settles; the conversation is untouched.
+            _log.warning("Agent %s refused run %s: %s", self.config.name, correlation_id, problem["code"])
+            refused = Receipt(
+                correlation_id=correlation_id,
+                request_hash=str(request.get("requestHash", "")),
+                status="failed",
+                at=utc_now(),
+                error=problem,
+                message_count=state.message_count,
+            )
+            self._remember(state, session, refused)
+            return refused.to_dict()
+        attempt = transcripts.attempt(session, state.turns, correlation_id)
+        recovered = attempt.record
         if recovered is not None and recovered.get("correlationId") == correlation_id:
             # The turn was written but the entity did not commit (a crash): adopt it as it is.
             return self._commit_turn(state, session, request, recovered, transcript_written=True)
+        journal = TurnJournal(transcripts, session, state.turns, correlation_id, attempt.journal)
+        if journal.entries:
+            _log.info(
+                "Agent %s run %s resumes from its journal (%d recorded steps)",
+                self.config.name,
+                correlation_id,
+                len(journal.entries),
+            )
         before = AgentSession.from_dict(state.session.to_dict())
         try:
-            response, run_session = self._call_agent(state, session, request)
+            response, run_session = self._call_agent(state, session, request, journal)
             value = None
             if request.get("responseSchema") is not None:
                 value = _checked_structured_value(response, request["responseSchema"])
@@ -197,8 +236,7 @@ class AgentEntity:
                 error=error,
                 message_count=state.message_count,
             )
-            state.remember(receipt, self.config.limits)
-            state.updated_at = receipt.at
+            self._remember(state, session, receipt)
             self._reply(request, receipt)
             return receipt.to_dict()
         pending = take_pending(run_session)
@@ -222,10 +260,12 @@ class AgentEntity:
             # Service-side history (Responses API): a turn adopted after a crash must continue from here.
             record["serviceSessionId"] = run_session.service_session_id
         state.session = run_session
-        return self._commit_turn(state, session, request, record, transcript_written=False, response=response)
+        result = self._commit_turn(state, session, request, record, transcript_written=False, response=response)
+        journal.discard()
+        return result
 
     def _call_agent(
-        self, state: AgentState, session: AgentSessionId, request: dict[str, Any]
+        self, state: AgentState, session: AgentSessionId, request: dict[str, Any], journal: TurnJournal
     ) -> tuple[AgentResponse, AgentSession]:
         run_session = AgentSession.from_dict(state.session.to_dict())
         options: dict[str, Any] = {}
@@ -245,6 +285,8 @@ class AgentEntity:
         # ``options`` is Agent's keyword, not part of the SupportsAgentRun protocol: pass it only when set.
         agent: Any = self.config.agent
         extra: dict[str, Any] = {"options": options} if options else {}
+        if accepts_middleware(agent):
+            extra["middleware"] = journal.middleware()
 
         async def run() -> AgentResponse:
             if callback is not None and _overrides(callback, "on_streaming_response_update"):
@@ -276,8 +318,6 @@ class AgentEntity:
             state.window.extend(record.get("messages", []))
             if record.get("serviceSessionId"):
                 state.session.service_session_id = str(record["serviceSessionId"])
-        else:
-            self.config.transcripts().write_turn(session, state.turns, record)
         state.turns += 1
         state.message_count += 1  # one exchange (tool calls and their results are part of it)
         state.last_response_turn = record["turn"]
@@ -297,10 +337,31 @@ class AgentEntity:
             usage=record.get("usage"),
             message_count=state.message_count,
         )
-        state.remember(receipt, limits)
-        state.updated_at = receipt.at
+        self._remember(state, session, receipt, None if transcript_written else record)
         self._reply(request, receipt, record)
         return receipt.to_dict()
+
+    def _remember(
+        self, state: AgentState, session: AgentSessionId, receipt: Receipt, turn_record: dict[str, Any] | None = None
+    ) -> None:
+        """Record a run's outcome; writes the turn (if given) and the receipts leaving the state, together.
+
+        Both writes happen before the entity commits, so a crash can only repeat them (each replaces
+        its blob), never lose them.
+        """
+        evicted = state.remember(receipt, self.config.limits)
+        state.updated_at = receipt.at
+        transcripts = self.config.transcripts()
+        if not evicted:
+            if turn_record is not None:
+                transcripts.write_turn(session, int(turn_record["turn"]), turn_record)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            # The turn and the spilled receipts go to storage at the same time: one round trip of latency.
+            spill = pool.submit(transcripts.write_receipts, session, [r.to_dict() for r in evicted])
+            if turn_record is not None:
+                transcripts.write_turn(session, int(turn_record["turn"]), turn_record)
+            spill.result()
 
     def _reply(self, request: dict[str, Any], receipt: Receipt, record: dict[str, Any] | None = None) -> None:
         queue = request.get("replyQueue")

@@ -42,7 +42,7 @@ from ._requests import (
     parse_json_object,
 )
 from ._session_id import AgentSessionId
-from ._state import Receipt
+from ._state import Receipt, utc_now
 from ._transcript import TranscriptStore
 
 _log = logging.getLogger("durableagent.http")
@@ -132,6 +132,9 @@ class AgentHttpApi:
         entity_id = request.session.to_entity_id()
         state = await _read_state(client, entity_id)
         receipt = _receipt(state, request.correlation_id)
+        if receipt is None and state is not None and request.correlation_supplied:
+            # A caller's id may belong to a run whose receipt left the state: one read settles it.
+            receipt = await self._stored_receipt(request.session, request.correlation_id)
         if receipt is not None:
             check_idempotency(receipt.request_hash or None, request)
             return await self._outcome(request, receipt)
@@ -148,8 +151,15 @@ class AgentHttpApi:
     async def find_receipt(
         self, client: df.DurableOrchestrationClient, session: AgentSessionId, correlation_id: str
     ) -> Receipt | None:
-        """The recorded outcome of a run, if the session has one."""
-        return _receipt(await _read_state(client, session.to_entity_id()), correlation_id)
+        """The recorded outcome of a run, if the session has one (in its state, or moved to storage)."""
+        state = await _read_state(client, session.to_entity_id())
+        if state is None:
+            return None
+        return _receipt(state, correlation_id) or await self._stored_receipt(session, correlation_id)
+
+    async def _stored_receipt(self, session: AgentSessionId, correlation_id: str) -> Receipt | None:
+        stored = await asyncio.to_thread(self.settings.transcripts().read_receipt, session, correlation_id)
+        return Receipt.from_dict(stored) if stored is not None else None
 
     async def wait_for_receipt(
         self,
@@ -161,8 +171,13 @@ class AgentHttpApi:
         deadline = time.monotonic() + timeout
         delay = _FIRST_POLL_SECONDS
         entity_id = session.to_entity_id()
+        since = utc_now()
         while True:
-            receipt = _receipt(await _read_state(client, entity_id), correlation_id)
+            state = await _read_state(client, entity_id)
+            receipt = _receipt(state, correlation_id)
+            if receipt is None and _may_have_left(state, since):
+                # Newer runs pushed it out of the state between two looks: it is in storage.
+                receipt = await self._stored_receipt(session, correlation_id)
             if receipt is not None or time.monotonic() >= deadline:
                 return receipt
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -220,7 +235,7 @@ class AgentHttpApi:
             agent = self._agent(agent_name or req.route_params["name"])
             session = _parse_session(agent.name, req.route_params["sessionId"])
             correlation_id = req.route_params["correlationId"]
-            receipt = _receipt(await _read_state(client, session.to_entity_id()), correlation_id)
+            receipt = await self.find_receipt(client, session, correlation_id)
             if receipt is not None:
                 return await self.receipt_response(session, receipt)
             accepted = _float(req.params.get("accepted"))
@@ -362,6 +377,12 @@ async def _read_state(client: df.DurableOrchestrationClient, entity_id: df.Entit
         # An entity that exists with no state (e.g. mid-delete) is no session.
         state = json.loads(state) if state.strip() else None
     return state if isinstance(state, dict) else None
+
+
+def _may_have_left(state: dict[str, Any] | None, since: str) -> bool:
+    """Whether a receipt recorded after ``since`` could have left the state: all it keeps is newer."""
+    receipts = (state or {}).get("receipts") or []
+    return bool(receipts) and str(receipts[0].get("at", "")) > since
 
 
 def _receipt(state: dict[str, Any] | None, correlation_id: str) -> Receipt | None:

@@ -26,13 +26,14 @@ from ._errors import (
 from ._session_id import MAX_KEY_LENGTH, AgentSessionId
 from ._state import utc_now
 
-_CORRELATION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_QUEUE_NAME_PATTERN = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
 def is_queue_name(name: str) -> bool:
     """Whether ``name`` is a valid Azure Storage queue name."""
-    return bool(_QUEUE_NAME_PATTERN.match(name))
+    return bool(_QUEUE_NAME_PATTERN.fullmatch(name))
 
 
 # conversation_id: the product description's name for it ("HTTP Trigger receives user message with optional
@@ -86,6 +87,7 @@ class RunRequest:
     timeout_seconds: float | None = None
     session_was_given: bool = True
     received_at: str = field(default_factory=utc_now)
+    correlation_supplied: bool = True
 
     @property
     def request_hash(self) -> str:
@@ -107,6 +109,9 @@ class RunRequest:
             "enableToolCalls": self.enable_tool_calls,
             "receivedAt": self.received_at,
         }
+        if not self.correlation_supplied:
+            # A fresh id of ours cannot have run before: the entity skips the look-up in storage.
+            payload["correlationSupplied"] = False
         if self.response_schema is not None:
             payload["responseSchema"] = self.response_schema
         if self.reply_queue:
@@ -198,6 +203,7 @@ def build_run_request(
         reply_queue=reply_queue,
         timeout_seconds=parsed.timeout_seconds,
         session_was_given=bool(session_values or session_override),
+        correlation_supplied=bool(parsed.correlation_id or correlation_header),
     )
 
 
@@ -229,12 +235,49 @@ def _correlation_id(in_body: str | None, in_header: str | None) -> str:
     value = in_body or in_header
     if value is None:
         return uuid.uuid4().hex
-    if not _CORRELATION_PATTERN.match(value):
+    if not _CORRELATION_PATTERN.fullmatch(value):
         raise RequestError(
             INVALID_CORRELATION_ID,
             "A correlation id is 1-128 letters, digits and . _ : - starting with a letter or digit.",
         )
     return value
+
+
+def check_operation_input(payload: Any, limits: RequestLimits) -> dict[str, str] | None:
+    """What the entity re-checks of a ``run_agent`` input, whatever path brought it (HTTP, queue, the
+    management API, an orchestration, another app): ``None`` when acceptable, else an error record.
+
+    The edge checks the same and more; this makes the bounds hold for inputs that never passed it.
+    """
+    if not isinstance(payload, dict):
+        return {"code": INVALID_REQUEST.code, "message": "The operation input must be a JSON object."}
+    message = payload.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return {"code": MESSAGE_REQUIRED.code, "message": "A non-empty 'message' is required."}
+    if len(message.encode("utf-8", "surrogatepass")) > limits.max_message_bytes:
+        limit = limits.max_message_bytes
+        return {"code": MESSAGE_TOO_LARGE.code, "message": f"The message is larger than {limit} bytes."}
+    role = payload.get("role", "user")
+    if not isinstance(role, str) or role.strip().lower() not in limits.allowed_roles:
+        return {
+            "code": INVALID_ROLE.code,
+            "message": f"The role is not allowed; allowed: {', '.join(sorted(limits.allowed_roles))}.",
+        }
+    for flag in ("enableToolCalls", "returnResponse", "correlationSupplied"):
+        if flag in payload and not isinstance(payload[flag], bool):
+            return {"code": INVALID_REQUEST.code, "message": f"'{flag}' must be true or false."}
+    schema = payload.get("responseSchema")
+    if schema is not None and not isinstance(schema, dict):
+        return {"code": INVALID_RESPONSE_SCHEMA.code, "message": "responseSchema must be a JSON object."}
+    queue = payload.get("replyQueue")
+    if queue is not None and not (isinstance(queue, str) and is_queue_name(queue)):
+        return {"code": INVALID_REQUEST.code, "message": "replyQueue is not a valid queue name."}
+    return None
+
+
+def is_correlation_id(value: Any) -> bool:
+    """Whether ``value`` is a well-formed correlation id (1-128 letters, digits and . _ : -)."""
+    return isinstance(value, str) and bool(_CORRELATION_PATTERN.fullmatch(value))
 
 
 def check_idempotency(existing_hash: str | None, request: RunRequest) -> None:

@@ -43,7 +43,7 @@ def validate_key(key: str, max_length: int = MAX_KEY_LENGTH) -> str:
 
 def entity_key_for(key: str) -> str:
     """The storage form of a session key: its entity key and its transcript folder."""
-    if _PLAIN_KEY.match(key):
+    if _PLAIN_KEY.fullmatch(key):
         return key
     encoded = base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
     return _ENCODED_MARK + encoded
@@ -55,7 +55,7 @@ def key_from_entity_key(entity_key: str) -> str:
     Raises:
         ValueError: ``entity_key`` is not the storage form of any session key.
     """
-    if _PLAIN_KEY.match(entity_key):
+    if _PLAIN_KEY.fullmatch(entity_key):
         return entity_key
     if entity_key.startswith(_ENCODED_MARK):
         body = entity_key[len(_ENCODED_MARK) :]

@@ -62,7 +62,9 @@ class StateLimits:
     Attributes:
         window_messages: Most messages the model sees from earlier turns.
         window_bytes: Most bytes of serialized window messages.
-        receipts: How many run outcomes are remembered for idempotency.
+        receipts: How many recent run outcomes stay in the entity state; older ones move to blob
+            storage beside the transcript (one small blob each), so idempotency and run-result URLs
+            hold for as long as the session exists while the state stays small.
         inline_text_bytes: Response text kept inside a receipt; longer text is read from the transcript.
     """
 
@@ -145,11 +147,18 @@ class AgentState:
 
     # Receipts ------------------------------------------------------------------------------------
 
-    def remember(self, receipt: Receipt, limits: StateLimits) -> None:
+    def remember(self, receipt: Receipt, limits: StateLimits) -> list[Receipt]:
+        """Keep ``receipt`` among the recent ones; returns those that no longer fit (oldest first).
+
+        The caller stores what is returned elsewhere before the state commits: a receipt is never
+        simply forgotten.
+        """
         self.receipts[receipt.correlation_id] = receipt
         self.receipts.move_to_end(receipt.correlation_id)
+        evicted: list[Receipt] = []
         while len(self.receipts) > limits.receipts:
-            self.receipts.popitem(last=False)
+            evicted.append(self.receipts.popitem(last=False)[1])
+        return evicted
 
     # Serialization -------------------------------------------------------------------------------
 

@@ -3,12 +3,23 @@
 A blob's name is fixed by its turn number, and writing it again replaces it, so a crash between
 the transcript write and the entity commit can neither lose nor duplicate a turn: the retried
 operation finds the blob of its correlation id and reuses it instead of calling the model again.
+
+Beside the turns, under the same session prefix:
+
+- ``<turn>.journal/<correlation id>/<entry>.json``: what an attempt at a turn finished before the
+  turn was written (model responses that asked for tools, tool results), so a retried attempt
+  replays them instead of calling again. Once the turn's blob exists they are not needed.
+- ``runs/<correlation id>.json``: run outcomes (receipts) that no longer fit in the entity state,
+  so a retried request is recognised for as long as the session exists.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,6 +33,23 @@ from ._session_id import AgentSessionId, entity_name_for
 
 DEFAULT_CONTAINER = "agent-transcripts"
 _READ_WORKERS = 8
+_JOURNAL = ".journal/"
+_RUNS = "runs/"
+
+_log = logging.getLogger("durableagent.transcript")
+
+
+@dataclass
+class TurnAttempt:
+    """What storage holds for the next turn when an attempt at it starts.
+
+    Attributes:
+        record: The turn's blob, if a crashed attempt wrote it (it may belong to another run).
+        journal: This run's journal entries from earlier attempts, by entry name.
+    """
+
+    record: dict[str, Any] | None = None
+    journal: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class TranscriptStore:
@@ -52,8 +80,71 @@ class TranscriptStore:
         self._container.upload_blob(self.blob_name(session, turn), data, overwrite=True)
 
     def read_turn(self, session: AgentSessionId, turn: int) -> dict[str, Any] | None:
+        return self._read_json(self.blob_name(session, turn))
+
+    # Attempts and their journal ------------------------------------------------------------------
+
+    def attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> TurnAttempt:
+        """The turn's blob and ``correlation_id``'s journal at ``turn``: one listing, reads only on a retry."""
+        base = f"{_prefix(session)}{turn:010d}"
+        turn_name = f"{base}.json"
+        journal_prefix = f"{base}{_JOURNAL}{correlation_id}/"
         try:
-            data = self._container.download_blob(self.blob_name(session, turn)).readall()
+            names = [b.name for b in self._container.list_blobs(name_starts_with=base)]
+        except ResourceNotFoundError:
+            return TurnAttempt()
+        wanted = [n for n in names if n == turn_name or n.startswith(journal_prefix)]
+        if not wanted:
+            return TurnAttempt()
+        found = dict(zip(wanted, self._pool.map(self._read_json, wanted), strict=True))
+        attempt = TurnAttempt(record=found.pop(turn_name, None))
+        attempt.journal = {n[len(journal_prefix) : -len(".json")]: v for n, v in found.items() if v is not None}
+        return attempt
+
+    def write_journal(
+        self, session: AgentSessionId, turn: int, correlation_id: str, entry: str, data: dict[str, Any]
+    ) -> None:
+        """Record one finished step (a model response, a tool result) of an attempt at ``turn``."""
+        self._ensure_container()
+        body = json.dumps(data, separators=(",", ":")).encode()
+        self._container.upload_blob(_journal_name(session, turn, correlation_id, entry), body, overwrite=True)
+
+    def discard_journal(self, session: AgentSessionId, turn: int, correlation_id: str, entries: Iterable[str]) -> None:
+        """Delete journal entries once the turn's blob holds their outcome (in the background, best effort)."""
+        names = [_journal_name(session, turn, correlation_id, e) for e in entries]
+        if names:
+            self._pool.submit(self._delete_quietly, names)
+
+    def _delete_quietly(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                self._container.delete_blob(name)
+            except ResourceNotFoundError:
+                pass
+            except Exception:  # left behind, deleted with the session; never worth failing a turn
+                _log.warning("Could not delete journal entry %s", name)
+
+    # Receipts that left the entity state -----------------------------------------------------------
+
+    def write_receipts(self, session: AgentSessionId, receipts: list[dict[str, Any]]) -> None:
+        """Store run outcomes that no longer fit in the entity state (in parallel)."""
+        if not receipts:
+            return
+        self._ensure_container()
+
+        def write(receipt: dict[str, Any]) -> None:
+            name = _receipt_name(session, str(receipt["correlation_id"]))
+            self._container.upload_blob(name, json.dumps(receipt, separators=(",", ":")).encode(), overwrite=True)
+
+        list(self._pool.map(write, receipts))
+
+    def read_receipt(self, session: AgentSessionId, correlation_id: str) -> dict[str, Any] | None:
+        """A stored run outcome, or ``None``."""
+        return self._read_json(_receipt_name(session, correlation_id))
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = self._container.download_blob(name).readall()
         except ResourceNotFoundError:
             return None
         parsed: dict[str, Any] = json.loads(data)
@@ -86,6 +177,15 @@ class TranscriptStore:
         except ResourceNotFoundError:
             return 0
         return deleted
+
+
+def _journal_name(session: AgentSessionId, turn: int, correlation_id: str, entry: str) -> str:
+    return f"{_prefix(session)}{turn:010d}{_JOURNAL}{correlation_id}/{entry}.json"
+
+
+def _receipt_name(session: AgentSessionId, correlation_id: str) -> str:
+    # Correlation ids are letters, digits and . _ : - (checked at the edge and in the entity).
+    return f"{_prefix(session)}{_RUNS}{correlation_id}.json"
 
 
 def _prefix(session: AgentSessionId) -> str:

@@ -41,7 +41,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 def is_safe_id(value: str) -> bool:
     """Whether ``value`` can name a blob segment (checkpoint, run or request id)."""
-    return bool(_SAFE_ID.match(value))
+    return bool(_SAFE_ID.fullmatch(value))
 
 
 @dataclass(frozen=True)

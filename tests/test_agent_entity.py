@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from agent_framework import Agent, AgentResponse, AgentResponseUpdate
 
 from durableagent import AgentCallbackContext, AgentSessionId, AgentState
 from durableagent._entity import AgentEntity, EntityConfig, classify_failure
-from durableagent._state import SCHEMA_VERSION
+from durableagent._journal import tool_entry
+from durableagent._state import SCHEMA_VERSION, StateLimits
+from durableagent._transcript import TurnAttempt
 from durableagent.testing import Reply, ScriptedChatClient
 
 
@@ -45,6 +48,9 @@ class MemoryTranscripts:
     def __init__(self) -> None:
         self.turns: dict[tuple[str, int], dict[str, Any]] = {}
         self.writes = 0
+        self.journal: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+        self.receipts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.receipt_reads = 0
 
     def write_turn(self, session: AgentSessionId, turn: int, record: dict[str, Any]) -> None:
         self.writes += 1
@@ -61,7 +67,32 @@ class MemoryTranscripts:
         gone = [k for k in self.turns if k[0] == str(session)]
         for k in gone:
             del self.turns[k]
+        self.receipts = {k: v for k, v in self.receipts.items() if k[0] != str(session)}
+        self.journal = {k: v for k, v in self.journal.items() if k[0] != str(session)}
         return len(gone)
+
+    # The journal and the receipts that left the state, as TranscriptStore keeps them.
+
+    def attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> TurnAttempt:
+        entries = {k[3]: v for k, v in self.journal.items() if k[:3] == (str(session), turn, correlation_id)}
+        return TurnAttempt(record=self.read_turn(session, turn), journal=entries)
+
+    def write_journal(
+        self, session: AgentSessionId, turn: int, correlation_id: str, entry: str, data: dict[str, Any]
+    ) -> None:
+        self.journal[(str(session), turn, correlation_id, entry)] = json.loads(json.dumps(data))
+
+    def discard_journal(self, session: AgentSessionId, turn: int, correlation_id: str, entries: Any) -> None:
+        for entry in entries:
+            self.journal.pop((str(session), turn, correlation_id, entry), None)
+
+    def write_receipts(self, session: AgentSessionId, receipts: list[dict[str, Any]]) -> None:
+        for receipt in receipts:
+            self.receipts[(str(session), receipt["correlation_id"])] = dict(receipt)
+
+    def read_receipt(self, session: AgentSessionId, correlation_id: str) -> dict[str, Any] | None:
+        self.receipt_reads += 1
+        return self.receipts.get((str(session), correlation_id))
 
 
 class Recorder:
@@ -287,3 +318,152 @@ def test_a_reused_correlation_id_for_another_request_runs_nothing() -> None:
     assert context.result["status"] == "conflict" and context.result["error"]["code"] == "idempotency_key_reused"
     assert len(client.calls) == 1 and transcripts.writes == 1
     assert AgentState.from_state(context.state).turns == 1
+
+
+# The journal: finished model responses and tool results are replayed, not repeated -----------------
+
+
+def _tool_agent(
+    *replies: Reply, limits: StateLimits | None = None
+) -> tuple[AgentEntity, ScriptedChatClient, MemoryTranscripts, list[str]]:
+    ran: list[str] = []
+
+    def look_up(city: str) -> str:
+        """Look a city up."""
+        ran.append(city)
+        return f"{city}: sunny"
+
+    client = ScriptedChatClient(*replies)
+    agent = Agent(client=client, name="Joker", tools=[look_up])
+    transcripts = MemoryTranscripts()
+    config = EntityConfig(name="Joker", agent=agent, transcripts=lambda: transcripts, limits=limits or StateLimits())
+    return AgentEntity(config), client, transcripts, ran
+
+
+def test_a_retried_attempt_replays_finished_model_calls_and_tool_results() -> None:
+    # The first attempt gets through two tool rounds, then "crashes" (here: the model fails, and the
+    # retry starts from the state before the attempt, as after a kill the commit never happened).
+    entity, client, transcripts, ran = _tool_agent(
+        Reply.tool_call("look_up", {"city": "Oslo"}, call_id="call-1"),
+        Reply.tool_call("look_up", {"city": "Rome"}, call_id="call-2"),
+        Reply.error(500),
+        Reply.text("Oslo and Rome are sunny"),
+    )
+    crashed = run(entity, None, "weather?", "c1")
+    assert crashed.result["status"] == "failed"
+    assert ran == ["Oslo", "Rome"] and len(client.calls) == 3
+    entries = sorted(k[3] for k in transcripts.journal)
+    assert entries == sorted(["model-0000", "model-0001", tool_entry("call-1"), tool_entry("call-2")])
+
+    retried = run(entity, None, "weather?", "c1")
+    assert retried.result["status"] == "success" and retried.result["text"] == "Oslo and Rome are sunny"
+    assert ran == ["Oslo", "Rome"], "a tool that finished ran again"
+    assert len(client.calls) == 4, "a finished model call was made again"
+    # The model's last call saw the replayed steps exactly as the first attempt produced them.
+    results = [str(c.result) for m in client.calls[-1].messages for c in m.contents if c.type == "function_result"]
+    assert results == ["Oslo: sunny", "Rome: sunny"]
+    # The turn's record holds every step; the journal is gone once the turn is written.
+    record = transcripts.read_turn(AgentSessionId("Joker", "s1"), 0)
+    assert record is not None and len(record["messages"]) == 6
+    assert not transcripts.journal
+
+
+def test_a_tool_that_failed_fails_again_from_the_journal_without_running() -> None:
+    attempts: list[str] = []
+
+    def flaky(city: str) -> str:
+        """Fails."""
+        attempts.append(city)
+        raise RuntimeError("the weather service is down")
+
+    client = ScriptedChatClient(
+        Reply.tool_call("flaky", {"city": "Oslo"}, call_id="call-1"), Reply.error(500), Reply.text("sorry")
+    )
+    transcripts = MemoryTranscripts()
+    agent = Agent(client=client, name="Joker", tools=[flaky])
+    entity = AgentEntity(EntityConfig(name="Joker", agent=agent, transcripts=lambda: transcripts))
+    assert run(entity, None, "weather?", "c1").result["status"] == "failed"
+    assert run(entity, None, "weather?", "c1").result["status"] == "success"
+    assert attempts == ["Oslo"]
+    tool_messages = [m for m in client.calls[-1].messages if m.role == "tool"]
+    assert len(tool_messages) == 1
+
+
+def test_a_streamed_turn_replays_its_journal_too() -> None:
+    recorder = Recorder()
+    entity, client, transcripts, ran = _tool_agent(
+        Reply.tool_call("look_up", {"city": "Oslo"}, call_id="call-1"), Reply.error(500), Reply.text("sunny")
+    )
+    entity.config.callback = recorder  # streaming: the callback wants every update
+    assert run(entity, None, "weather?", "c1").result["status"] == "failed"
+    assert [k[3] for k in transcripts.journal] == ["model-0000", tool_entry("call-1")] or sorted(
+        k[3] for k in transcripts.journal
+    ) == sorted(["model-0000", tool_entry("call-1")])
+    retried = run(entity, None, "weather?", "c1")
+    assert retried.result["status"] == "success" and retried.result["text"] == "sunny"
+    assert ran == ["Oslo"] and len(client.calls) == 3
+
+
+def test_receipts_that_leave_the_state_still_answer_retries() -> None:
+    entity, client, transcripts, _ = _tool_agent(limits=StateLimits(receipts=2))
+    state = None
+    for n in range(5):
+        state = run(entity, state, f"m{n}", f"c{n}").state
+    stored = AgentState.from_state(state)
+    assert list(stored.receipts) == ["c3", "c4"]
+    assert {k[1] for k in transcripts.receipts} == {"c0", "c1", "c2"}
+    calls = len(client.calls)
+    again = run(entity, state, "m0", "c0")
+    assert again.result["duplicate"] is True and again.result["turn"] == 0
+    assert len(client.calls) == calls and AgentState.from_state(again.state).turns == 5
+    # Reused for another request, even long after: a conflict, nothing runs.
+    conflict = run(entity, state, "other", "c1", requestHash="different")
+    assert conflict.result["status"] == "conflict" and len(client.calls) == calls
+
+
+def test_a_fresh_id_of_ours_is_not_looked_up_in_storage() -> None:
+    entity, _, transcripts, _ = _tool_agent()
+    run(entity, None, "hello", "c1", correlationSupplied=False)
+    assert transcripts.receipt_reads == 0
+    run(entity, None, "hello", "c2")
+    assert transcripts.receipt_reads == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"role": "system"}, "invalid_role"),
+        ({"role": "assistant"}, "invalid_role"),
+        ({"role": ["user"]}, "invalid_role"),
+        ({"message": ""}, "message_required"),
+        ({"message": {"text": "hi"}}, "message_required"),
+        ({"message": "x" * 40_000}, "message_too_large"),
+        ({"enableToolCalls": "yes"}, "invalid_request"),
+        ({"responseSchema": "not a schema"}, "invalid_response_schema"),
+        ({"replyQueue": "Not A Queue"}, "invalid_request"),
+    ],
+)
+def test_the_entity_enforces_roles_and_limits_whatever_path_reached_it(extra: dict[str, Any], code: str) -> None:
+    # As if signalled through the management API: no HTTP validation happened.
+    entity, client, transcripts = make()
+    committed = run(entity, None, "hello", "c1").state
+    payload = {"message": "injected", "correlationId": "c2", "requestHash": "h", **extra}
+    context = FakeContext("run_agent", "s1", committed, payload)
+    entity(context)
+    assert context.result["status"] == "failed" and context.result["error"]["code"] == code
+    assert len(client.calls) == 1 and transcripts.writes == 1
+    after = AgentState.from_state(context.state)
+    assert after.turns == 1 and [m["role"] for m in after.window] == ["user", "assistant"]
+    assert after.receipts["c2"].status == "failed"  # the run's URL settles
+
+
+@pytest.mark.parametrize(
+    "given", [None, "text", ["list"], 7, {"message": "hi"}, {"message": "hi", "correlationId": "a\nb"}]
+)
+def test_a_run_without_a_usable_correlation_id_changes_nothing(given: Any) -> None:
+    entity, client, _ = make()
+    committed = run(entity, None, "hello", "c1").state
+    context = FakeContext("run_agent", "s1", committed, given)
+    entity(context)
+    assert context.result["error"]["code"] == "invalid_correlation_id"
+    assert len(client.calls) == 1 and AgentState.from_state(context.state).turns == 1

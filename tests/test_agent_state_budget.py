@@ -132,12 +132,18 @@ def test_a_thousand_turns_stay_within_the_state_budget(
     stored = json.loads(state)
     assert stored["turns"] == TURNS and stored["messageCount"] == TURNS  # one exchange per turn
 
-    # One blob per turn, all there.
+    # One blob per turn, all there; and one per run whose receipt left the state (all but the recent
+    # ones), so every run id is still known; no journal is left behind.
     container = ContainerClient.from_connection_string(azurite.connection_string, container_name)
     with container:
         prefix = f"agent-budget/{session.key}/"
         names = sorted(b.name for b in container.list_blobs(name_starts_with=prefix))
-    assert names == [f"{prefix}{turn:010d}.json" for turn in range(TURNS)]
+    turn_names = [n for n in names if not n.startswith(f"{prefix}runs/")]
+    assert turn_names == [f"{prefix}{turn:010d}.json" for turn in range(TURNS)]
+    spilled = {n[len(f"{prefix}runs/") : -len(".json")] for n in names if n.startswith(f"{prefix}runs/")}
+    in_state = {r["correlation_id"] for r in stored["receipts"]}
+    assert len(in_state) == limits.receipts
+    assert spilled | in_state == {f"c-{turn}" for turn in range(TURNS)} and not spilled & in_state
 
     # GET-style reads through the route's own handler: the first page and the last turn. Unwrapped
     # from the SDK's client middleware, which would build a real client from the binding's JSON.

@@ -63,6 +63,9 @@ STATE_DIR = ".durableagent"
 STORAGE_SETTING = "AzureWebJobsStorage"
 # Seconds between blob-trigger scans; Azure scans every 10 s. A local knob (the tests use 0.5 s).
 BLOB_POLLING_SETTING = "DURABLEAGENT_BLOB_POLLING_SECONDS"
+# How long a received queue message stays leased (Azure: 10 minutes, renewed while the function runs).
+# A local knob: crash tests shorten it so a message leased by a killed host comes back within seconds.
+QUEUE_LEASE_SETTING = "DURABLEAGENT_QUEUE_LEASE_SECONDS"
 
 
 RUNTIME_WORKER = "runtime"
@@ -244,9 +247,10 @@ class Host:
         await self._start_durable()
         await self._start_http()
         self._timers = TimerScheduler(functions, self._invoke_trigger, self.state_dir / "timers")
+        lease = _seconds_setting(QUEUE_LEASE_SETTING, 600.0, low=2.0, high=600.0)
         for fn in functions:
             if fn.trigger_type == QUEUE_TRIGGER:
-                self._queues.append(QueueListener(fn, self._invoke_trigger, self.settings.queues))
+                self._queues.append(QueueListener(fn, self._invoke_trigger, self.settings.queues, lease_seconds=lease))
         for listener in self._queues:
             await listener.start()
         await self._start_blob_triggers()
@@ -296,11 +300,7 @@ class Host:
         assert self.settings is not None
         if not any(fn.trigger_type == BLOB_TRIGGER for fn in self.functions):
             return
-        interval = os.environ.get(BLOB_POLLING_SETTING)
-        try:
-            polling_interval = float(interval) if interval else POLLING_INTERVAL
-        except ValueError:
-            raise HostStartError(f"{BLOB_POLLING_SETTING} must be a number of seconds, not {interval!r}") from None
+        polling_interval = _seconds_setting(BLOB_POLLING_SETTING, POLLING_INTERVAL, low=0.05, high=3600.0)
         self._blob_listener = BlobTriggerListener(
             self.functions,
             self._invoke_trigger,
@@ -567,3 +567,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _seconds_setting(name: str, default: float, *, low: float, high: float) -> float:
+    """A number of seconds from the environment variable ``name`` (``default`` when unset), within bounds."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise HostStartError(f"{name} must be a number of seconds, not {text!r}") from None
+    if not low <= value <= high:
+        raise HostStartError(f"{name} must be between {low:g} and {high:g} seconds, not {text}")
+    return value
