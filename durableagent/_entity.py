@@ -351,17 +351,7 @@ class AgentEntity:
         """
         evicted = state.remember(receipt, self.config.limits)
         state.updated_at = receipt.at
-        transcripts = self.config.transcripts()
-        if not evicted:
-            if turn_record is not None:
-                transcripts.write_turn(session, int(turn_record["turn"]), turn_record)
-            return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            # The turn and the spilled receipts go to storage at the same time: one round trip of latency.
-            spill = pool.submit(transcripts.write_receipts, session, [r.to_dict() for r in evicted])
-            if turn_record is not None:
-                transcripts.write_turn(session, int(turn_record["turn"]), turn_record)
-            spill.result()
+        self.config.transcripts().save(session, turn_record, [r.to_dict() for r in evicted])
 
     def _reply(self, request: dict[str, Any], receipt: Receipt, record: dict[str, Any] | None = None) -> None:
         queue = request.get("replyQueue")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -126,17 +126,29 @@ class TranscriptStore:
 
     # Receipts that left the entity state -----------------------------------------------------------
 
-    def write_receipts(self, session: AgentSessionId, receipts: list[dict[str, Any]]) -> None:
-        """Store run outcomes that no longer fit in the entity state (in parallel)."""
-        if not receipts:
+    def save(
+        self, session: AgentSessionId, record: dict[str, Any] | None, receipts: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Write a turn's record (if any) and run outcomes leaving the entity state, all at once.
+
+        The receipts go up in parallel with the turn, so spilling them adds no round trip to a turn.
+        """
+        if record is None and not receipts:
             return
         self._ensure_container()
-
-        def write(receipt: dict[str, Any]) -> None:
-            name = _receipt_name(session, str(receipt["correlation_id"]))
-            self._container.upload_blob(name, json.dumps(receipt, separators=(",", ":")).encode(), overwrite=True)
-
-        list(self._pool.map(write, receipts))
+        uploads = [
+            self._pool.submit(
+                self._container.upload_blob,
+                _receipt_name(session, str(r["correlation_id"])),
+                json.dumps(r, separators=(",", ":")).encode(),
+                overwrite=True,
+            )
+            for r in receipts
+        ]
+        if record is not None:
+            self.write_turn(session, int(record["turn"]), record)
+        for upload in uploads:
+            upload.result()
 
     def read_receipt(self, session: AgentSessionId, correlation_id: str) -> dict[str, Any] | None:
         """A stored run outcome, or ``None``."""

@@ -86,7 +86,9 @@ class MemoryTranscripts:
         for entry in entries:
             self.journal.pop((str(session), turn, correlation_id, entry), None)
 
-    def write_receipts(self, session: AgentSessionId, receipts: list[dict[str, Any]]) -> None:
+    def save(self, session: AgentSessionId, record: dict[str, Any] | None, receipts: Any = ()) -> None:
+        if record is not None:
+            self.write_turn(session, int(record["turn"]), record)
         for receipt in receipts:
             self.receipts[(str(session), receipt["correlation_id"])] = dict(receipt)
 
