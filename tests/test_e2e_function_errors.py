@@ -65,7 +65,7 @@ def test_working_http_function_answers(host: HostProcess) -> None:
 
 def test_route_of_an_http_function_in_error_is_not_registered(host: HostProcess) -> None:
     code, _, body = host.request("GET", "/api/lookup/42")
-    assert (code, body) == (404, b"")
+    assert (code, json.loads(body)["error"]["code"]) == (404, "route_not_found")
 
 
 def test_orchestration_runs(host: HostProcess) -> None:

@@ -1,10 +1,11 @@
 """The HTTP front end: an aiohttp application that routes requests to HTTP-trigger functions.
 
-Like the Functions host it answers 404 when no route matches, 401 with an empty body when a required
-key is missing or wrong, and 500 with an empty body when the function fails (the failure is logged by
-the invoker). Keys are checked only when the host is told to (``func start`` does not check them).
-The caller's own routes (the Durable management API) are registered first, and the host's reserved
-``/admin`` and ``/runtime`` paths are never handed to a function.
+Like the Functions host it answers 404 when no route matches (a method a route does not take included),
+401 when a required key is missing or wrong, and 500 with an empty body when the function fails (the
+failure is logged by the invoker). The host's own 4xx carry a JSON ``{"error": {code, message}}`` body
+where the Functions host sends none (see ``_http_errors``). Keys are checked only when the host is told
+to (``func start`` does not check them). The caller's own routes (the Durable management API) are
+registered first, and the host's reserved ``/admin`` and ``/runtime`` paths are never handed to a function.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,10 +25,19 @@ from multidict import CIMultiDict
 
 from ._app_loader import http_methods, http_route
 from ._functions import HTTP_TRIGGER, IndexedFunction
+from ._http_errors import BODY_TOO_LARGE, ROUTE_NOT_FOUND, UNAUTHORIZED, code_for_status, json_error
 from ._invoker import FunctionInvocationError, HttpRequestData, HttpResponseData
 from ._routes import MethodNotAllowed, RouteTable, join_route, split_path
 
-__all__ = ["MAX_REQUEST_BYTES", "FunctionKeys", "HttpInvoker", "build_http_app", "load_or_create_keys"]
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "FunctionKeys",
+    "HttpInvoker",
+    "build_http_app",
+    "load_or_create_keys",
+    "presented_key",
+    "unauthorized",
+]
 
 # Azure's limit on HTTP-trigger request bodies.
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -35,6 +46,11 @@ KEY_QUERY = "code"
 KEYS_FILE = Path(".durableagent") / "keys.json"
 
 _RESERVED_ROOTS = ("admin", "runtime")
+# RFC 3986 reg-name / IPv4 or a bracketed IPv6 literal, then an optional port: anything else in Host
+# would be copied into the URLs the host hands out (check-status payloads, the request URL).
+_HOST_HEADER = re.compile(
+    r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$"
+)
 # aiohttp computes these itself; copying a function's values would corrupt the response framing.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
@@ -147,6 +163,62 @@ def _request_query(request: web.Request) -> dict[str, str]:
     return {name: ",".join(values) for name, values in merged.values() if ",".join(values)}
 
 
+def presented_key(request: web.Request) -> str | None:
+    """The key a request presents: the ``x-functions-key`` header, else the ``code`` query parameter."""
+    return request.headers.get(KEY_HEADER) or request.rel_url.query.get(KEY_QUERY) or None
+
+
+def unauthorized() -> web.Response:
+    """The host's 401 (deviation: the Functions host sends it with an empty body)."""
+    return json_error(401, UNAUTHORIZED, "A valid key is required (x-functions-key header or code query parameter).")
+
+
+def _no_route(request: web.Request) -> web.Response:
+    # Deviation: the Functions host's 404 has an empty body; ours says why (README, "Keys, errors and bounds").
+    # No echo of the path: it is the caller's text, and the caller already has it.
+    return json_error(404, ROUTE_NOT_FOUND, f"No function or host route answers {request.method} on this path.")
+
+
+def _body_too_large(limit: int | None = None) -> web.Response:
+    bound = f" ({limit} bytes)" if limit is not None else ""
+    return json_error(413, BODY_TOO_LARGE, f"The request body is larger than the host accepts{bound}.")
+
+
+def _host_header_error(request: web.Request) -> web.Response | None:
+    host = request.headers.get("Host")
+    if host is None:
+        # HTTP/1.1 requires Host (Kestrel answers 400 without one); HTTP/1.0 may omit it.
+        if request.version >= (1, 1):
+            return json_error(400, "invalid_host", "An HTTP/1.1 request needs a Host header.")
+        return None
+    if len(request.headers.getall("Host")) > 1 or not _HOST_HEADER.match(host):
+        return json_error(400, "invalid_host", "The Host header is not a valid host name and port.")
+    return None
+
+
+@web.middleware
+async def _host_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Checks the Host header, and turns the 4xx aiohttp raises while the host reads a request (e.g. 413
+    for a body over ``client_max_size``) into the host's JSON errors. Functions' responses are returned,
+    never raised, so they pass unchanged."""
+    bad_host = _host_header_error(request)
+    if bad_host is not None:
+        return bad_host
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status >= 500:
+            raise
+        if isinstance(exc, web.HTTPNotFound | web.HTTPMethodNotAllowed):
+            # aiohttp's router gave up (the catch-all route normally answers): the host's own 404.
+            return _no_route(request)
+        if exc.status == 413:
+            return _body_too_large()
+        return json_error(exc.status, code_for_status(exc.status), exc.reason)
+
+
 def _to_web_response(response: HttpResponseData) -> web.Response:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in response.headers:
@@ -164,8 +236,10 @@ class _FunctionRouter:
         route_prefix: str,
         keys: FunctionKeys | None,
         enforce_keys: bool,
+        max_request_bytes: int,
     ) -> None:
         self._invoker = invoker
+        self._max_request_bytes = max_request_bytes
         self._keys = keys
         self._enforce_keys = enforce_keys
         self._table: RouteTable[IndexedFunction] = RouteTable()
@@ -177,23 +251,25 @@ class _FunctionRouter:
         if not self._enforce_keys:
             return True
         assert self._keys is not None  # build_http_app requires keys when enforcing
-        presented = request.headers.get(KEY_HEADER) or request.rel_url.query.get(KEY_QUERY)
-        return self._keys.allows(_auth_level(fn), presented)
+        return self._keys.allows(_auth_level(fn), presented_key(request))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         segments = split_path(raw_path)
         if segments and segments[0].lower() in _RESERVED_ROOTS:
-            return web.Response(status=404)
+            return _no_route(request)
         found = self._table.lookup(request.method, raw_path)
         if found is None:
-            return web.Response(status=404)
+            return _no_route(request)
         if isinstance(found, MethodNotAllowed):
             # The Functions host treats the method as a route constraint: no match is a 404, not a 405.
-            return web.Response(status=404)
+            return _no_route(request)
         fn = found.target
         if not self._authorized(fn, request):
-            return web.Response(status=401)
+            return unauthorized()
+        if request.content_length is not None and request.content_length > self._max_request_bytes:
+            # Refused from the header, before reading: aiohttp would only notice after buffering the limit.
+            return _body_too_large(self._max_request_bytes)
         body = await request.read()
         data = HttpRequestData(
             method=request.method,
@@ -238,9 +314,17 @@ def build_http_app(
     """
     if enforce_keys and keys is None:
         raise ValueError("enforce_keys needs the host keys (see load_or_create_keys)")
-    router = _FunctionRouter(functions, invoker, route_prefix=route_prefix, keys=keys, enforce_keys=enforce_keys)
-    app = web.Application(client_max_size=max_request_bytes)
+    router = _FunctionRouter(
+        functions,
+        invoker,
+        route_prefix=route_prefix,
+        keys=keys,
+        enforce_keys=enforce_keys,
+        max_request_bytes=max_request_bytes,
+    )
+    app = web.Application(client_max_size=max_request_bytes, middlewares=[_host_errors])
     app.add_routes(list(extra_routes))
     # Registered last: aiohttp tries resources in order, so the caller's routes win.
-    app.router.add_route("*", "/{tail:.*}", router.handle)
+    # Any path at all, line breaks (%0A) included: "." would miss those and leave them to aiohttp's 405.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", router.handle)
     return app
