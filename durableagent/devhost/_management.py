@@ -16,32 +16,80 @@ from ._history import EventType, RuntimeStatus
 from ._orchestrations import new_execution_id, orchestration_message, start_message
 from ._store import InstanceQuery, InstanceRecord, TaskHubStore, to_datetime
 
+# Bounds on what a caller may name (documented in README "The local host"). Instance ids: the
+# extension's own limit (DurableClient.MaxInstanceIdLength). Entity keys: room for the library's
+# longest storage-form session key (~ + base64url of 128 four-byte characters).
+MAX_INSTANCE_ID_LENGTH = 256
+MAX_NAME_LENGTH = 256
+MAX_ENTITY_KEY_LENGTH = 1024
+
+# Characters DurableClient.IsInvalidCharacter refuses in instance ids and entity keys (plus control
+# characters, checked separately).
+_ID_FORBIDDEN = frozenset("/\\#?")
+
 
 class ManagementError(Exception):
-    """An error the API reports with a status code and the extension's error body."""
+    """An error the API reports with a status code, a stable ``code`` and the extension's error body."""
 
-    def __init__(self, status: int, message: str, exception_type: str = "System.ArgumentException") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        exception_type: str = "System.ArgumentException",
+        *,
+        code: str = "invalid_argument",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.exception_type = exception_type
+        self.code = code
 
-    def body(self) -> dict[str, str]:
+    def body(self) -> dict[str, Any]:
+        """The extension's ``HttpError`` fields (the Python SDK reads ``ExceptionMessage``) and the host's
+        ``error`` object beside them."""
         return {
             "Message": "One or more of the arguments submitted is incorrect"
             if self.status == 400
             else "An error has occurred.",
             "ExceptionMessage": self.message,
             "ExceptionType": self.exception_type,
+            "error": {"code": self.code, "message": self.message},
         }
 
 
 class NotFound(Exception):
-    """The instance or entity does not exist (the API answers 404 with an empty body)."""
+    """The instance or entity does not exist (the API answers 404)."""
+
+    def __init__(self, what: str = "instance") -> None:
+        super().__init__(what)
+        self.what = what
 
 
 class Gone(Exception):
     """The instance is in a state where the operation no longer applies (410)."""
+
+
+def has_control_or_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a control character (.NET ``char.IsControl``: C0, DEL, C1) or a lone
+    surrogate (not encodable as UTF-8: it cannot be stored, logged or sent on)."""
+    return any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def check_name(value: str, what: str, *, code: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """``value`` if it is a usable name (non-empty, bounded, no control characters); else a 400."""
+    if not value or len(value) > max_length or has_control_or_surrogate(value):
+        raise ManagementError(
+            400,
+            f"The {what} must be 1 to {max_length} characters without control characters.",
+            code=code,
+        )
+    return value
+
+
+def check_instance_id(instance_id: str) -> str:
+    """An instance id the API can look up: bounded, no control characters (ids that cannot exist)."""
+    return check_name(instance_id, "instance id", code="invalid_instance_id", max_length=MAX_INSTANCE_ID_LENGTH)
 
 
 def status_time(ts: float) -> str:
@@ -49,7 +97,12 @@ def status_time(ts: float) -> str:
 
 
 def parse_query_time(text: str) -> float:
-    return h.parse_timestamp(text).timestamp()
+    """Seconds since the epoch of an ISO 8601 time. Raises: ValueError: not such a time."""
+    try:
+        return h.parse_timestamp(text).timestamp()
+    except (OverflowError, OSError) as exc:
+        # Years at the edge of datetime's range overflow when moved to UTC.
+        raise ValueError("time out of range") from exc
 
 
 _RUNTIME_STATUS_NAMES = {s.name.lower(): s for s in RuntimeStatus}
@@ -63,7 +116,11 @@ def parse_statuses(text: str) -> list[RuntimeStatus]:
             continue
         status = _RUNTIME_STATUS_NAMES.get(part.lower())
         if status is None:
-            raise ManagementError(400, f"Invalid runtime status '{part}'.")
+            raise ManagementError(
+                400,
+                f"Invalid runtime status '{part[:64]}'. Known: {', '.join(s.name for s in RuntimeStatus)}.",
+                code="invalid_query_parameter",
+            )
         found.append(status)
     return found
 
@@ -104,6 +161,21 @@ class ManagementService:
             f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function. "
             f"Additional info: The following are the active orchestrator functions: "
             f"{', '.join(repr(n) for n in self._orchestrator_names())}.",
+            code="orchestrator_not_found",
+        )
+
+    def resolve_entity(self, name: str) -> None:
+        """Signals name an entity function of this app (DurableClient.SignalEntityAsyncInternal's
+        ThrowIfFunctionDoesNotExist, an ArgumentException the API answers with 400): a signal to no
+        function would be accepted and then fail in the dispatcher."""
+        if any(known.lower() == name.lower() for known in self._entity_names()):
+            return
+        raise ManagementError(
+            400,
+            f"The function '{name}' doesn't exist, is disabled, or is not an entity function. "
+            f"Additional info: The following are the active entity functions: "
+            f"{', '.join(repr(n) for n in self._entity_names())}.",
+            code="entity_not_found",
         )
 
     def start(self, name: str, instance_id: str | None, input_json: str | None, version: str | None) -> str:
@@ -121,10 +193,13 @@ class ManagementService:
         with self._store.transaction() as db:
             existing = self._store.get_instance(instance_id)
             if existing is not None and not existing.status.is_terminal:
+                # The extension lets OrchestrationAlreadyExistsException reach its catch-all (500); a
+                # conflict is not a fault of the host, so 409 here (the SDK raises on either).
                 raise ManagementError(
-                    500,
+                    409,
                     f"An Orchestration instance with the ID '{instance_id}' already exists.",
                     "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException",
+                    code="instance_exists",
                 )
             record = InstanceRecord(
                 instance_id=instance_id,
@@ -149,9 +224,9 @@ class ManagementService:
         return instance_id
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
-        record = self._store.get_instance(instance_id)
+        record = self._store.get_instance(check_instance_id(instance_id))
         if record is None:
-            raise NotFound(instance_id)
+            raise NotFound("instance")
         return record
 
     def status_body(self, record: InstanceRecord, options: StatusOptions) -> dict[str, Any]:
@@ -207,12 +282,14 @@ class ManagementService:
             raise ManagementError(
                 400,
                 f"An orchestration with the instanceId {instance_id} must be in a terminal state to restart.",
+                code="instance_not_terminal",
             )
         # DurableClient.RestartAsync starts the copy with StartNewAsync(name, [id,] input): no version,
         # so the app's defaultVersion applies to it, not the original instance's version.
         return self.start(record.name, target, record.input, None)
 
     def purge(self, instance_id: str) -> int:
+        check_instance_id(instance_id)
         with self._store.transaction() as db:
             if self._store.get_instance(instance_id) is None:
                 return 0
@@ -231,7 +308,9 @@ class ManagementService:
     # Entities -------------------------------------------------------------------------------------
 
     def signal_entity(self, name: str, key: str, operation: str, input_json: str | None) -> None:
-        _validate_entity(name, key)
+        _validate_entity(name, key, signal=True)
+        check_name(operation, "operation name", code="invalid_operation")
+        self.resolve_entity(name)
         scheduler_id = make_entity_id(name, key)
         with self._store.transaction() as db:
             self._store.put_messages(db, [signal_message(scheduler_id, operation, input_json, str(uuid.uuid4()))])
@@ -240,7 +319,7 @@ class ManagementService:
         _validate_entity(name, key)
         record = self._store.get_entity(make_entity_id(name, key))
         if record is None or not record.exists:
-            raise NotFound(name)
+            raise NotFound("entity")
         return record.state if record.state is not None else "null"
 
     def list_entities(self, name: str | None, fetch_state: bool) -> list[dict[str, Any]]:
@@ -330,16 +409,37 @@ def _token(text: str | None) -> Any:
 
 
 def _validate_instance_id(instance_id: str) -> None:
+    # DurableClient.StartNewAsync's rules: not "@"-prefixed (entity ids), none of / \\ # ? or control
+    # characters, at most 256 characters.
     if (
         not instance_id
-        or len(instance_id) > 256
+        or len(instance_id) > MAX_INSTANCE_ID_LENGTH
         or instance_id.startswith("@")
-        or any(c in instance_id for c in "/\\#?")
-        or any(ord(c) < 32 for c in instance_id)
+        or any(c in _ID_FORBIDDEN for c in instance_id)
+        or has_control_or_surrogate(instance_id)
     ):
-        raise ManagementError(400, f"Invalid instance id '{instance_id}'.")
+        raise ManagementError(
+            400,
+            "Orchestration instance ids must be 1 to 256 characters, must not start with @ and must not "
+            "contain /, \\, #, ? or control characters.",
+            code="invalid_instance_id",
+        )
 
 
-def _validate_entity(name: str, key: str) -> None:
-    if not name or "@" in name or any(ord(c) < 32 for c in name + key):
-        raise ManagementError(400, f"Invalid entity id: name '{name}', key '{key}'.")
+def _validate_entity(name: str, key: str, *, signal: bool = False) -> None:
+    # Names: no "@" (it separates name and key in the scheduler id). Keys: a signal refuses what
+    # DurableClient.SignalEntityAsyncInternal refuses (/ \\ # ? and control characters).
+    if (
+        not name
+        or len(name) > MAX_NAME_LENGTH
+        or "@" in name
+        or len(key) > MAX_ENTITY_KEY_LENGTH
+        or has_control_or_surrogate(name + key)
+        or (signal and any(c in _ID_FORBIDDEN for c in key))
+    ):
+        raise ManagementError(
+            400,
+            f"Entity names must be 1 to {MAX_NAME_LENGTH} characters without @; entity keys at most "
+            f"{MAX_ENTITY_KEY_LENGTH} characters without /, \\, #, ? or control characters.",
+            code="invalid_entity_id",
+        )
