@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -41,7 +42,8 @@ from ._functions import (
     IndexedFunction,
 )
 from ._http_activity import DurableHttpActivity
-from ._http_front import FunctionKeys, build_http_app, load_or_create_keys
+from ._http_errors import install_json_protocol_errors
+from ._http_front import FunctionKeys, build_http_app, load_or_create_keys, presented_key, unauthorized
 from ._invoker import FunctionLoadError, Invoker, check_worker_load
 from ._logging import LogLevels, apply_log_levels
 from ._management import ManagementService
@@ -403,9 +405,13 @@ class Host:
         )
         api = ManagementApi(service, self._public_webhook_base, self.settings.durable_task.hub_name)
         routes = [
-            *api.routes(RPC_PREFIX, authorize=_from_loopback),
-            *api.routes(WEBHOOK_PREFIX, authorize=self._webhook_authorized if self.options.enforce_keys else None),
+            *api.routes(RPC_PREFIX, authorize=self._rpc_authorized, unauthorized=unauthorized),
+            *api.routes(WEBHOOK_PREFIX, authorize=self._webhook_authorized, unauthorized=unauthorized),
         ]
+        if self.options.enforce_keys:
+            # The SDK's client cannot send a key header and builds its URLs by appending paths to
+            # rpcBaseUrl (a query string there would end up mid-path): its base carries a secret segment.
+            routes += api.routes(self._rpc_secret_prefix(), authorize=_from_loopback, unauthorized=unauthorized)
         app = build_http_app(
             self.functions,
             self._invoker,
@@ -416,6 +422,7 @@ class Host:
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
+        install_json_protocol_errors(self._runner)
         site = web.TCPSite(self._runner, self.options.bind, self.options.port, reuse_address=True)
         try:
             await site.start()
@@ -423,8 +430,25 @@ class Host:
             raise HostStartError(f"Port {self.options.port} is unavailable: {exc.strerror or exc}") from exc
 
     def _webhook_authorized(self, request: web.Request) -> bool:
-        presented = request.headers.get("x-functions-key") or request.query.get("code")
-        return self.keys is not None and self.keys.allows_system(presented)
+        """The public webhook: open unless keys are enforced, then the system or the master key."""
+        if not self.options.enforce_keys:
+            return True
+        return self.keys is not None and self.keys.allows_system(presented_key(request))
+
+    def _rpc_authorized(self, request: web.Request) -> bool:
+        """The local RPC endpoint: this machine only, and with keys enforced the webhook's keys too.
+
+        In Azure it listens on a separate localhost-only port; here it shares the public port, so any
+        local process could otherwise read and change every instance and entity."""
+        return _from_loopback(request) and self._webhook_authorized(request)
+
+    def _rpc_secret_prefix(self) -> str:
+        """``/durabletask/<secret>``: the RPC routes the durableClient binding's ``rpcBaseUrl`` names when
+        keys are enforced. The segment is derived from the durabletask_extension key (hex, so it is
+        URL-safe whatever the keys file holds, and rotates with that key)."""
+        assert self.keys is not None
+        secret = hashlib.sha256(f"durableagent-rpc:{self.keys.durable_system}".encode()).hexdigest()
+        return f"{RPC_PREFIX}/{secret}"
 
     # Durable client binding -------------------------------------------------------------------------
 
@@ -463,9 +487,12 @@ class Host:
                 },
                 "baseUrl": base,
                 "requiredQueryStringParameters": code.lstrip("&"),
-                "rpcBaseUrl": f"http://127.0.0.1:{self.options.port}{RPC_PREFIX}/",
+                "rpcBaseUrl": f"http://127.0.0.1:{self.options.port}{self._rpc_base_path()}/",
             }
         )
+
+    def _rpc_base_path(self) -> str:
+        return self._rpc_secret_prefix() if self.options.enforce_keys and self.keys is not None else RPC_PREFIX
 
     # Invocation adapters ----------------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ class HostProcess:
             try:
                 urllib.request.urlopen(f"{self.base_url}/durabletask/instances/?top=1", timeout=1).close()
                 return self
+            except urllib.error.HTTPError:
+                # Any HTTP answer means it serves (with --enforce-keys the RPC endpoint answers 401).
+                return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.05)
         raise RuntimeError(f"host did not start within {timeout}s:\n{self.log()}")
@@ -142,8 +145,15 @@ class HostProcess:
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
 
+    def management_headers(self) -> dict[str, str]:
+        """Headers that open the management API: the durabletask_extension key when keys are enforced."""
+        if "--enforce-keys" not in self.extra_args:
+            return {}
+        keys = json.loads((self.app_dir / ".durableagent" / "keys.json").read_text())
+        return {"x-functions-key": keys["systemKeys"]["durabletask_extension"]}
+
     def status(self, instance_id: str) -> dict[str, Any] | None:
-        code, _, body = self.request("GET", f"/durabletask/instances/{instance_id}")
+        code, _, body = self.request("GET", f"/durabletask/instances/{instance_id}", headers=self.management_headers())
         return json.loads(body) if code in (200, 202) else None
 
     def wait_for(
