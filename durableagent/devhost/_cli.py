@@ -14,6 +14,7 @@ from ._app_loader import AppLoadError
 from ._azurite import AzuriteError
 from ._host import AUTO_WORKER, WORKER_CHOICES, Host, HostOptions, HostStartError
 from ._invoker import FunctionLoadError
+from ._logging import ConsoleFormatter
 from ._settings import HostConfigError
 
 _log = logging.getLogger("durableagent.devhost")
@@ -73,10 +74,11 @@ async def _serve(options: HostOptions) -> int:
 
 def run(argv: Sequence[str] | None, *, prog: str, with_subcommand: bool) -> int:
     args = build_parser(prog, with_subcommand=with_subcommand).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="[%(asctime)s] %(message)s" if not args.verbose else "[%(asctime)s] %(name)s: %(message)s",
+    console = logging.StreamHandler()
+    console.setFormatter(
+        ConsoleFormatter("[%(asctime)s] %(message)s" if not args.verbose else "[%(asctime)s] %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[console])
     if not args.verbose:
         for noisy in ("azure", "aiohttp.access", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

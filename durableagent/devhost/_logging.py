@@ -13,6 +13,10 @@ uses, and which of our loggers stand for them:
 * ``Host.General`` — the rest of the host.
 
 What ``func start`` itself prints (the functions listing, "Host started") is not a log and stays.
+
+On the console one record is one line: :class:`ConsoleFormatter` escapes line breaks and other control
+characters in the message (queue messages, entity ids and function errors carry caller text into log
+messages, and a newline there would forge a host line); a traceback still follows on its own lines.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from ._settings import HostConfigError
 
-__all__ = ["CategoryFilter", "LogLevels", "apply_log_levels", "record_category"]
+__all__ = ["CategoryFilter", "ConsoleFormatter", "LogLevels", "apply_log_levels", "escape_control", "record_category"]
 
 # Microsoft.Extensions.Logging.LogLevel names, on Python's scale ("None" silences the category).
 _LEVELS = {
@@ -53,6 +57,29 @@ _HOST_CATEGORIES = (
 _EXECUTING = re.compile(r"^Executing 'Functions\.(?P<name>[^']+)' \(Reason='.*', Id=(?P<id>[^)]+)\)$", re.S)
 _EXECUTED = re.compile(r"^Executed 'Functions\.(?P<name>[^']+)' \(\w+, Id=(?P<id>[^,)]+)")
 _EXCEPTION = re.compile(r"^Exception while executing function: Functions\.(?P<name>[^.\s]+)\.")
+
+
+def _escape_table() -> dict[int, str]:
+    table = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+    return table
+
+
+# C0, DEL, C1 (NEL included) and the Unicode line and paragraph separators: what can end or rewrite a line.
+_ESCAPES = _escape_table()
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters and line separators escaped (a newline becomes ``\\n``)."""
+    return text.translate(_ESCAPES)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """The console's formatter: the formatted message part is always one line (control characters
+    escaped); exception and stack text, appended by ``logging.Formatter.format``, keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
 
 
 @dataclass(frozen=True)
