@@ -114,7 +114,8 @@ def not_found(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, str]:
     """Status and ``error.code`` of an answer. The extension's 404s have empty bodies; the local host
     adds its JSON error object (a documented deviation)."""
     code, _, body = answer
-    return code, json.loads(body)["error"]["code"] if body else ""
+    # Only a 404 is read: while polling, a 200 carries the entity's own state.
+    return code, json.loads(body)["error"]["code"] if code == 404 and body else ""
 
 
 # start_new ----------------------------------------------------------------------------------------
