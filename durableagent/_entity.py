@@ -22,6 +22,7 @@ from ._conversation import conversation
 from ._journal import TurnJournal, accepts_middleware
 from ._loop import run_coroutine
 from ._requests import RequestLimits, check_operation_input, is_correlation_id
+from ._response_schema import AnswerRejected, checked_structured_value
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
@@ -394,32 +395,12 @@ def _usage(response: AgentResponse) -> dict[str, Any] | None:
     return {k: v for k, v in dict(usage).items() if isinstance(v, int | float | str)}
 
 
-def _structured_value(response: AgentResponse) -> Any:
-    try:
-        value = response.value
-    except Exception:
-        value = None
-    if value is None:
-        try:
-            value = json.loads(response.text)
-        except ValueError:
-            return None
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return value
-
-
 def _checked_structured_value(response: AgentResponse, schema: dict[str, Any]) -> Any:
-    import jsonschema  # only runs with a schema pay for importing it
-
-    value = _structured_value(response)
-    if value is None:
-        raise StructuredOutputError("The model's answer is not JSON, but a response schema was requested.")
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise StructuredOutputError(f"The model's answer does not match the response schema at {where}.")
-    return value
+    # Bounded parsing and validation (no fetching, counted work, regex timeouts) live in _response_schema.
+    try:
+        return checked_structured_value(response, schema)
+    except AnswerRejected as exc:
+        raise StructuredOutputError(str(exc)) from None
 
 
 def _overrides(callback: object, method: str) -> bool:

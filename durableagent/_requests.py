@@ -177,14 +177,13 @@ def build_run_request(
         # and shows a text answer): a plain run, the same request as one without a schema.
         response_schema = None
     if response_schema is not None:
-        import jsonschema  # only runs with a schema pay for importing it
+        # Data, never a fetch: local references only, bounded size/depth, no loops, compilable patterns.
+        from ._response_schema import ResponseSchemaError, check_response_schema
 
         try:
-            jsonschema.Draft202012Validator.check_schema(response_schema)
-        except jsonschema.SchemaError as exc:
-            raise RequestError(  # noqa: B904 - the schema error is the message, not a cause to chain
-                INVALID_RESPONSE_SCHEMA, f"response_schema is not a valid JSON Schema: {exc.message}"
-            )
+            check_response_schema(response_schema)
+        except ResponseSchemaError as exc:
+            raise RequestError(INVALID_RESPONSE_SCHEMA, str(exc)) from None
         if response_schema.get("type", "object") != "object":
             raise RequestError(INVALID_RESPONSE_SCHEMA, "response_schema must describe a JSON object.")
 
@@ -267,8 +266,13 @@ def check_operation_input(payload: Any, limits: RequestLimits) -> dict[str, str]
         if flag in payload and not isinstance(payload[flag], bool):
             return {"code": INVALID_REQUEST.code, "message": f"'{flag}' must be true or false."}
     schema = payload.get("responseSchema")
-    if schema is not None and not isinstance(schema, dict):
-        return {"code": INVALID_RESPONSE_SCHEMA.code, "message": "responseSchema must be a JSON object."}
+    if schema is not None:
+        from ._response_schema import ResponseSchemaError, check_response_schema
+
+        try:
+            check_response_schema(schema)  # before any model call, whichever path the schema came by
+        except ResponseSchemaError as exc:
+            return {"code": INVALID_RESPONSE_SCHEMA.code, "message": str(exc)}
     queue = payload.get("replyQueue")
     if queue is not None and not (isinstance(queue, str) and is_queue_name(queue)):
         return {"code": INVALID_REQUEST.code, "message": "replyQueue is not a valid queue name."}
