@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -564,3 +565,54 @@ def test_health_check_lists_every_agent(weather: Host) -> None:
     assert body["status"] == "healthy"
     assert body["agents"] == [{"name": "WeatherAgent", "type": "Agent"}, {"name": "MathAgent", "type": "Agent"}]
     assert body["agent_count"] == 2
+
+
+# Per-agent functions, each of which can be disabled: AzureWebJobs.<function>.Disabled ----------------------
+
+
+def test_one_agents_function_disabled_by_app_setting(
+    azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    # WeatherAgent's run function is disabled in local.settings.json, MathAgent's queue trigger by the
+    # environment in the form without dots; keys are enforced, as in Azure (`func start` lets every caller
+    # in as an admin, and an admin still reaches a disabled HTTP function).
+    app_dir = copy_app(APPS / "product_description", tmp_path / "app")
+    settings = {"Values": {"AzureWebJobs.agent-weatheragent-run.Disabled": "True"}}
+    (app_dir / "local.settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    env = {**_env(azurite, model, "PageDisabled"), "AzureWebJobs_agent-mathagent-queue_Disabled": "1"}
+    with HostProcess(app_dir, env=env, extra_args=["--enforce-keys"]) as process:
+        keys = json.loads((app_dir / ".durableagent" / "keys.json").read_text())
+        host = Host(process, keys["functionKeys"]["default"])
+        session = new_key("disabled")
+        run = {"message": "Hello", "sessionId": session}
+        # Indexed but not run: the route answers 404 with no body, the other agent is untouched.
+        assert host.call("POST", "/api/agents/WeatherAgent/run", run) == (404, None)
+        code, body = host.call("POST", "/api/agents/MathAgent/run", run)
+        assert (code, body["response"]) == (200, "echo: Hello"), body
+        # The agent's other functions still work, and the master key (admin) still reaches the disabled one.
+        code, body = host.call("GET", f"/api/agents/WeatherAgent/{session}")
+        assert (code, body["error"]["code"]) == (404, "session_not_found"), body
+        code, body = host.call("POST", "/api/agents/WeatherAgent/run", run, {"x-functions-key": keys["masterKey"]})
+        assert (code, body["response"]) == (200, "echo: Hello"), body
+        assert host.call("GET", f"/api/agents/WeatherAgent/{session}")[0] == 200
+        # A disabled queue trigger does not fire: the message stays where it was put.
+        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+        with QueueClient.from_connection_string(
+            azurite.connection_string, "mathagent-runs", message_encode_policy=TextBase64EncodePolicy()
+        ) as queue:
+            with contextlib.suppress(ResourceExistsError):
+                queue.create_queue()
+            queue.clear_messages()
+            queue.send_message(json.dumps({"message": "From the queue", "sessionId": session}))
+            time.sleep(3)
+            assert queue.get_queue_properties().approximate_message_count == 1
+        log = host.log()
+    # Start-up says so, as the WebJobs SDK logs it and Core Tools lists it; the listing leaves them out.
+    port = process.port
+    for name in ("agent-weatheragent-run", "agent-mathagent-queue"):
+        assert f"Function '{name}' is disabled" in log, log
+        assert f"Function {name} is disabled." in log
+        assert f"        {name}:" not in log
+    assert f"agent-weatheragent-session: [GET] http://localhost:{port}/api/agents/WeatherAgent/{{sessionId}}" in log
+    assert f"agent-mathagent-run: [POST] http://localhost:{port}/api/agents/MathAgent/run" in log

@@ -13,6 +13,7 @@ from durableagent.devhost._host import storage_connection_resolves
 from durableagent.devhost._settings import (
     HostConfigError,
     HostSettings,
+    disabled_functions,
     load_host_settings,
     load_local_settings,
     parse_timespan,
@@ -306,3 +307,24 @@ def test_a_named_storage_connection(tmp_path: Path) -> None:
     assert (durable.storage_connection_name, durable.uses_azure_storage) == ("HubStorage", True)
     assert storage_connection_resolves("HubStorage", {"AzureWebJobsHubStorage": "x"})
     assert not storage_connection_resolves("HubStorage", {"AzureWebJobsStorage": "x"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "disabled"),
+    [
+        ({"AzureWebJobs.agent-joker-run.Disabled": "true"}, {"agent-joker-run"}),
+        ({"azurewebjobs.AGENT-JOKER-RUN.disabled": "TRUE"}, {"agent-joker-run"}),  # names and values: any case
+        ({"AzureWebJobs_agent-joker-run_Disabled": "1"}, {"agent-joker-run"}),  # the form without dots
+        (
+            {"AzureWebJobs.agent-joker-run.Disabled": "false", "AzureWebJobs_agent-joker-run_Disabled": "1"},
+            {"agent-joker-run"},
+        ),
+        ({"AzureWebJobs.agent-joker-run.Disabled": "yes"}, set()),
+        ({"AzureWebJobs.agent-joker-run.Disabled": " true"}, set()),
+        ({"AzureWebJobs.agent-joker-run.Disabled": "0"}, set()),
+        ({"AzureWebJobs.agent-joker.Disabled": "true"}, {"agent-joker"}),
+    ],
+)
+def test_disabled_functions(environ: dict[str, str], disabled: set[str]) -> None:
+    names = ["agent-joker", "agent-joker-run", "agent-digest-run"]
+    assert disabled_functions(names, environ) == disabled

@@ -51,13 +51,14 @@ from ._management_http import ManagementApi
 from ._orchestrations import OrchestrationWorker, UnknownFunctionError
 from ._queue_trigger import QueueListener, resolve_connection_string, send_queue_messages
 from ._runtime_worker import RuntimeInvoker, load_with_runtime, runtime_available, runtime_version
-from ._settings import HostSettings, LocalSettings, load_host_settings, load_local_settings
+from ._settings import HostSettings, LocalSettings, disabled_functions, load_host_settings, load_local_settings
 from ._store import TaskHubStore
 from ._timer_trigger import TimerScheduler
 from ._trigger_input import TriggerInput, resolve_setting_references
 from ._versioning import Versioning
 
 _log = logging.getLogger("durableagent.devhost")
+_startup_log = logging.getLogger("durableagent.devhost.startup")
 
 RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
@@ -196,6 +197,8 @@ class Host:
         # What the host serves: the app's functions minus those in error.
         self.functions: tuple[IndexedFunction, ...] = ()
         self.function_errors: tuple[FunctionError, ...] = ()
+        # Functions an AzureWebJobs.<name>.Disabled setting turns off: indexed and loaded, never run.
+        self.disabled: frozenset[str] = frozenset()
         self.keys: FunctionKeys | None = None
         self._lock_file: IO[str] | None = None
         self._azurite: AzuriteProcess | None = None
@@ -242,7 +245,13 @@ class Host:
                 _log.info("Started Azurite (pid %s), data in %s", self._azurite.pid, self._azurite.location)
         await self._load_app()
         self._require_task_hub_storage()
-        functions = self.functions
+        self.disabled = disabled_functions(fn.name for fn in self.functions)
+        for name in sorted(self.disabled):
+            # What the WebJobs SDK logs for each when it creates the listeners (HostListenerFactory.CreateAsync).
+            _startup_log.info("Function '%s' is disabled", name)
+        # A disabled function gets no listener: no timer, queue or blob scan, and the Durable extension does
+        # not know it ("doesn't exist, is disabled, or is not ..."). Its HTTP route stays (see _http_front).
+        functions = tuple(fn for fn in self.functions if fn.name not in self.disabled)
         for kind in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER, ENTITY_TRIGGER):
             self._by_kind[kind] = {f.durable_name.lower(): f for f in functions if f.trigger_type == kind}
         self.keys = load_or_create_keys(self.app_dir)
@@ -255,7 +264,7 @@ class Host:
                 self._queues.append(QueueListener(fn, self._invoke_trigger, self.settings.queues, lease_seconds=lease))
         for listener in self._queues:
             await listener.start()
-        await self._start_blob_triggers()
+        await self._start_blob_triggers(functions)
         await self._timers.start()
         # Like the Functions host: one error line per function in error, once the host has started.
         for failed in self.function_errors:
@@ -298,13 +307,13 @@ class Host:
             function_timeout=self.settings.function_timeout,
         )
 
-    async def _start_blob_triggers(self) -> None:
+    async def _start_blob_triggers(self, functions: tuple[IndexedFunction, ...]) -> None:
         assert self.settings is not None
-        if not any(fn.trigger_type == BLOB_TRIGGER for fn in self.functions):
+        if not any(fn.trigger_type == BLOB_TRIGGER for fn in functions):
             return
         polling_interval = _seconds_setting(BLOB_POLLING_SETTING, POLLING_INTERVAL, low=0.05, high=3600.0)
         self._blob_listener = BlobTriggerListener(
-            self.functions,
+            functions,
             self._invoke_trigger,
             self._blobs,
             host_connection=resolve_connection_string(None, function_name="host storage"),
@@ -419,6 +428,7 @@ class Host:
             enforce_keys=self.options.enforce_keys,
             keys=self.keys,
             extra_routes=routes,
+            disabled=self.disabled,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -559,7 +569,8 @@ class Host:
 
     def describe_functions(self) -> list[str]:
         """The "Functions:" listing; like ``func start`` it shows only the functions the host serves
-        (the ones in error were logged at start) and nothing at all when there are none."""
+        (the ones in error were logged at start) and nothing at all when there are none, then a line
+        for each disabled function (Core Tools' ``DisplayFunctionsInfoUtilities``)."""
         assert self.loaded is not None and self.settings is not None
         worker = (
             f"azure-functions-runtime {runtime_version()} (the Python worker library, in process)"
@@ -567,11 +578,11 @@ class Host:
             else "the host's own invoker (--worker builtin)"
         )
         lines = ["", f"Python {sys.version.split()[0]}, functions run by {worker}"]
-        if not self.functions:
-            return lines
-        lines += ["", "Functions:", ""]
+        enabled = [fn for fn in self.functions if fn.name not in self.disabled]
+        if enabled:
+            lines += ["", "Functions:", ""]
         prefix = self.settings.http.route_prefix.strip("/")
-        for fn in self.functions:
+        for fn in enabled:
             if fn.trigger_type == HTTP_TRIGGER:
                 methods = ",".join(m.upper() for m in (fn.trigger.get("methods") or [])) or "GET,POST,..."
                 route = str(fn.trigger.get("route") or fn.name).strip("/")
@@ -580,6 +591,7 @@ class Host:
             else:
                 lines.append(f"        {fn.name}: {fn.trigger_type}")
             lines.append("")
+        lines += [f"Function {fn.name} is disabled." for fn in self.functions if fn.name in self.disabled]
         return lines
 
 

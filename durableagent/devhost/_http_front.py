@@ -15,7 +15,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -237,11 +237,13 @@ class _FunctionRouter:
         keys: FunctionKeys | None,
         enforce_keys: bool,
         max_request_bytes: int,
+        disabled: Collection[str] = (),
     ) -> None:
         self._invoker = invoker
         self._max_request_bytes = max_request_bytes
         self._keys = keys
         self._enforce_keys = enforce_keys
+        self._disabled = frozenset(disabled)
         self._table: RouteTable[IndexedFunction] = RouteTable()
         for fn in functions:
             if fn.trigger_type == HTTP_TRIGGER:
@@ -252,6 +254,15 @@ class _FunctionRouter:
             return True
         assert self._keys is not None  # build_http_app requires keys when enforcing
         return self._keys.allows(_auth_level(fn), presented_key(request))
+
+    def _admin(self, request: web.Request) -> bool:
+        if not self._enforce_keys:
+            # Without --enforce-keys, as under `func start` without --enableAuth, every caller has admin
+            # rights (Core Tools' CliAuthenticationHandler), so a disabled HTTP function still answers
+            # locally, as the Functions docs warn.
+            return True
+        assert self._keys is not None
+        return self._keys.allows("ADMIN", presented_key(request))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
@@ -267,6 +278,11 @@ class _FunctionRouter:
         fn = found.target
         if not self._authorized(fn, request):
             return unauthorized()
+        if fn.name in self._disabled and not self._admin(request):
+            # FunctionInvocationMiddleware (azure-functions-host src/WebJobs.Script.WebHost/Middleware/
+            # FunctionInvocationMiddleware.cs): a disabled function answers 404, after the key check,
+            # unless the caller has admin rights. The same 404 as no route at all.
+            return _no_route(request)
         if request.content_length is not None and request.content_length > self._max_request_bytes:
             # Refused from the header, before reading: aiohttp would only notice after buffering the limit.
             return _body_too_large(self._max_request_bytes)
@@ -296,6 +312,7 @@ def build_http_app(
     keys: FunctionKeys | None = None,
     extra_routes: Iterable[web.AbstractRouteDef] = (),
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    disabled: Collection[str] = (),
 ) -> web.Application:
     """Build the aiohttp application serving the app's HTTP-trigger functions.
 
@@ -307,6 +324,8 @@ def build_http_app(
         keys: The host keys; required when ``enforce_keys`` is set.
         extra_routes: Routes matched before any function (e.g. ``/runtime/webhooks/durabletask/...``).
         max_request_bytes: Larger bodies get 413.
+        disabled: Names of functions an ``AzureWebJobs.<name>.Disabled`` setting turns off: their routes
+            answer 404 to callers without admin rights.
 
     Raises:
         ValueError: ``enforce_keys`` without ``keys``.
@@ -321,6 +340,7 @@ def build_http_app(
         keys=keys,
         enforce_keys=enforce_keys,
         max_request_bytes=max_request_bytes,
+        disabled=disabled,
     )
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_host_errors])
     app.add_routes(list(extra_routes))

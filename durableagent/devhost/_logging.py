@@ -10,6 +10,7 @@ uses, and which of our loggers stand for them:
 * ``Function.<name>.User`` — what the function itself logs;
 * ``Host.Triggers.DurableTask`` — the Durable extension (``DurableTaskExtension.LoggerCategoryName``);
 * ``Host.Triggers.Queue`` / ``Host.Triggers.Timer`` — the queue and timer listeners;
+* ``Host.Startup`` — start-up notes such as ``Function 'NAME' is disabled``;
 * ``Host.General`` — the rest of the host.
 
 What ``func start`` itself prints (the functions listing, "Host started") is not a log and stays.
@@ -50,6 +51,7 @@ _HOST_CATEGORIES = (
     ("durableagent.devhost.dispatcher", "Host.Triggers.DurableTask"),
     ("durableagent.devhost.queue", "Host.Triggers.Queue"),
     ("durableagent.devhost.timer", "Host.Triggers.Timer"),
+    ("durableagent.devhost.startup", "Host.Startup"),
     ("durableagent.devhost", "Host.General"),
     ("aiohttp", "Host.General"),
     ("asyncio", "Host.General"),

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ __all__ = [
     "HttpOptions",
     "LocalSettings",
     "QueueOptions",
+    "disabled_functions",
     "load_host_settings",
     "load_local_settings",
     "parse_timespan",
@@ -598,3 +599,27 @@ def load_local_settings(
             except (TypeError, ValueError):
                 raise HostConfigError(f"{path}: Host.LocalHttpPort must be an integer, got {raw_port!r}") from None
     return LocalSettings(path=path, values=values, applied=tuple(applied), notice=notice, local_http_port=port)
+
+
+def disabled_functions(names: Iterable[str], environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The functions an app setting ``AzureWebJobs.<name>.Disabled`` turns off, as the Functions host reads it.
+
+    The WebJobs SDK decides this once, when it indexes the functions (``HostListenerFactory.IsDisabled`` in
+    azure-webjobs-sdk ``src/Microsoft.Azure.WebJobs.Host/Listeners/HostListenerFactory.cs``): the setting
+    ``AzureWebJobs.<name>.Disabled``, or ``AzureWebJobs_<name>_Disabled`` for platforms whose environment
+    variables cannot hold dots, counts when its value is ``1`` or ``true`` in any case
+    (``IConfigurationExtensions.IsSettingEnabled``). Setting names are case-insensitive, as every
+    ``IConfiguration`` key is; any other value (``false``, ``0``, ``yes``) leaves the function enabled.
+
+    Args:
+        names: The app's function names.
+        environ: The app settings (``local.settings.json`` Values are applied to it); ``os.environ`` by default.
+    """
+    settings = {key.lower(): value for key, value in (os.environ if environ is None else environ).items()}
+
+    def enabled(setting: str) -> bool:
+        return settings.get(setting.lower(), "").lower() in ("1", "true")
+
+    return frozenset(
+        name for name in names if enabled(f"AzureWebJobs.{name}.Disabled") or enabled(f"AzureWebJobs_{name}_Disabled")
+    )
