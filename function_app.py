@@ -29,6 +29,7 @@ from agent_framework import (
 
 from durableagent import AgentFunctionApp, chat_client_from_settings
 
+# The model comes from settings: Azure OpenAI, OpenAI, or an offline model that says so.
 client = chat_client_from_settings()
 
 
@@ -44,6 +45,9 @@ assistant = Agent(
     instructions="You are a concise, helpful assistant. Use the utc_now tool when asked about the time.",
     tools=[utc_now],
 )
+
+# Function keys in Azure (x-functions-key or ?code=); `./dev start` asks for none, like `func start`.
+app = AgentFunctionApp(agents=[assistant], http_auth_level=func.AuthLevel.FUNCTION)
 
 
 class Approval(Executor):
@@ -69,4 +73,4 @@ draft_review = (
     .build()
 )
 
-app = AgentFunctionApp(agents=[assistant], workflows=[draft_review], http_auth_level=func.AuthLevel.FUNCTION)
+app.add_workflow(draft_review)
