@@ -599,8 +599,9 @@ def test_one_agents_function_disabled_by_app_setting(
         host = Host(process, keys["functionKeys"]["default"])
         session = new_key("disabled")
         run = {"message": "Hello", "sessionId": session}
-        # Indexed but not run: the route answers 404 with no body, the other agent is untouched.
-        assert host.call("POST", "/api/agents/WeatherAgent/run", run) == (404, None)
+        # Indexed but not run: the route answers 404 as if there were none, the other agent is untouched.
+        code, body = host.call("POST", "/api/agents/WeatherAgent/run", run)
+        assert (code, body["error"]["code"]) == (404, "route_not_found"), body
         code, body = host.call("POST", "/api/agents/MathAgent/run", run)
         assert (code, body["response"]) == (200, "echo: Hello"), body
         # The agent's other functions still work, and the master key (admin) still reaches the disabled one.
