@@ -207,6 +207,8 @@ def test_kills_repeat_only_calls_in_flight(azurite: AzuriteInstance, tmp_path: P
 
         def history(session: str) -> list[str]:
             code, _, raw = host.request("GET", f"/api/agents/Crash/{session}", timeout=60)
+            if code == 404:  # a queue session whose first turn is still on its way
+                return []
             assert code == 200, (code, raw[:300])
             turns = json.loads(raw)["conversation_history"]
             return [t["content"] for t in turns if t["role"] == "user"]
