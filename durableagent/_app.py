@@ -45,8 +45,8 @@ from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec, read_answers, run_ste
 from ._workflow_store import DEFAULT_CONTAINER as CHECKPOINT_CONTAINER
 from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore
 
-_AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-_GENERATED_NAME = re.compile(r"^WorkflowBuilder-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_AGENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}\Z")
+_GENERATED_NAME = re.compile(r"^WorkflowBuilder-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 # Names of the shared functions (one per app). The agents-* ones answer only for names no agent has:
 # each agent's own functions (below) serve its routes.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import os
 import re
 from collections.abc import Callable
@@ -17,16 +16,21 @@ import azure.durable_functions as df
 import azure.functions as func
 from croniter import croniter
 
+from ._bodies import parse_json_object
 from ._entity import DELETE, RUN_AGENT
 from ._errors import AgentRegistrationError, RequestError
-from ._requests import RequestLimits, build_run_request, parse_json_object
+from ._logs import get_logger
+from ._requests import RequestLimits, build_run_request
 from ._session_id import AgentSessionId, entity_name_for, key_from_entity_key, validate_key
 from ._transcript import TranscriptStore
 
-_log = logging.getLogger("durableagent.background")
+_log = get_logger("durableagent.background")
 
 _NON_QUEUE_CHARACTERS = re.compile(r"[^a-z0-9]+")
-_SETTING_REFERENCE = re.compile(r"^%[^%\s]+%$")
+# Azure Storage queue messages are at most 64 KiB; base64 decoding can only shrink them, so this is no limit in
+# Azure, only a bound for whatever else delivers to the trigger.
+_MAX_QUEUE_MESSAGE_BYTES = 256 * 1024
+_SETTING_REFERENCE = re.compile(r"^%[^%\s]+%\Z")
 
 
 def validate_ncrontab(schedule: str) -> None:
@@ -145,7 +149,7 @@ async def handle_queue_message(
     """Validate a queue message and run it once; invalid messages go to the poison queue with a reason."""
     raw = message.get_body()
     try:
-        body = parse_json_object(raw)
+        body = parse_json_object(raw, max_bytes=_MAX_QUEUE_MESSAGE_BYTES, what="The queue message")
         if not body.get("correlationId") and not body.get("correlation_id"):
             # The queue message id is the same on every redelivery: the run happens once.
             body = {**body, "correlationId": f"queue-{message.id}"}

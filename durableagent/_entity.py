@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,9 @@ from agent_framework import AgentResponse, AgentSession, Message, SupportsAgentR
 
 from ._callbacks import AgentCallbackContext, AgentResponseCallbackProtocol
 from ._conversation import conversation
+from ._errors import shown
 from ._journal import TurnJournal, accepts_middleware
+from ._logs import describe_exception, get_logger
 from ._loop import run_coroutine
 from ._requests import RequestLimits, check_operation_input, is_correlation_id
 from ._response_schema import AnswerRejected, checked_structured_value
@@ -28,7 +29,7 @@ from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
 from ._window import take_pending
 
-_log = logging.getLogger("durableagent.entity")
+_log = get_logger("durableagent.entity")
 
 RUN_AGENT = "run_agent"
 GET_STATE = "get_state"
@@ -87,7 +88,8 @@ def classify_failure(exc: BaseException) -> dict[str, str]:
         return {"code": "agent_run_timeout", "message": "The agent run timed out."}
     if status is not None:
         return {"code": "agent_run_failed", "message": f"The model service answered with HTTP {status}."}
-    return {"code": "agent_run_failed", "message": f"The agent run failed ({type(exc).__name__})."}
+    # No exception type or text: those belong in the log (as its type only), not in what callers see.
+    return {"code": "agent_run_failed", "message": "The agent run failed."}
 
 
 class AgentEntity:
@@ -102,7 +104,8 @@ class AgentEntity:
             session = AgentSessionId(self.config.name, key_from_entity_key(context.entity_key))
         except ValueError as exc:
             # Signalled by key from outside the API (management API, another app): not a session key.
-            context.set_result({"status": "failed", "error": {"code": "invalid_session_id", "message": str(exc)}})
+            error = {"code": "invalid_session_id", "message": shown(exc, 200)}
+            context.set_result({"status": "failed", "error": error})
             return
         try:
             state = AgentState.from_state(context.get_state(lambda: None))
@@ -134,7 +137,8 @@ class AgentEntity:
             context.destruct_on_exit()
             return
         else:
-            context.set_result({"status": "failed", "error": {"code": "unknown_operation", "message": operation}})
+            error = {"code": "unknown_operation", "message": f"Unknown operation '{shown(operation)}'."}
+            context.set_result({"status": "failed", "error": error})
             return
         context.set_state(state.get_state())
         context.set_result(result)
@@ -228,7 +232,14 @@ class AgentEntity:
         except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
             state.session = before
             error = classify_failure(exc)
-            _log.warning("Agent %s run %s failed: %s (%r)", self.config.name, correlation_id, error["code"], exc)
+            # The code and the exception's type and place; its text may echo the model request.
+            _log.warning(
+                "Agent %s run %s failed: %s (%s)",
+                self.config.name,
+                correlation_id,
+                error["code"],
+                describe_exception(exc),
+            )
             receipt = Receipt(
                 correlation_id=correlation_id,
                 request_hash=str(request.get("requestHash", "")),
@@ -369,8 +380,13 @@ class AgentEntity:
             outcome["response"] = record.get("value") if record.get("value") is not None else record.get("text")
         try:
             self.config.reply(str(queue), outcome)
-        except Exception:  # a reply that cannot be posted must not undo the run
-            _log.exception("Could not post the outcome of run %s to queue %s", receipt.correlation_id, queue)
+        except Exception as exc:  # a reply that cannot be posted must not undo the run
+            _log.error(
+                "Could not post the outcome of run %s to queue %s: %s",
+                receipt.correlation_id,
+                queue,
+                describe_exception(exc),
+            )
 
 
 def summary(state: AgentState, session: AgentSessionId) -> dict[str, Any]:
@@ -411,5 +427,5 @@ def _overrides(callback: object, method: str) -> bool:
 async def _safely(awaitable: Any, what: str) -> None:
     try:
         await awaitable
-    except Exception:
-        _log.exception("Callback failed on %s; the run goes on", what)
+    except Exception as exc:
+        _log.error("Callback failed on %s; the run goes on: %s", what, describe_exception(exc))

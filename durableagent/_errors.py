@@ -49,6 +49,34 @@ RUN_FINISHED = ErrorCode("run_finished", 409)
 REQUEST_ALREADY_ANSWERED = ErrorCode("request_already_answered", 409)
 
 
+def model_http_status(exc: BaseException) -> int | None:
+    """The HTTP status a model service answered with, from ``exc`` or its causes (``None``: not an HTTP failure)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(current, "status_code", None)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A caller-supplied value as an error message may quote it: at most ``limit`` characters, with
+    anything unprintable (control characters, lone surrogates) written as an escape."""
+    text = str(value)
+    out = "".join(c if c.isprintable() else _escaped(c) for c in text[:limit])
+    return out + ("…" if len(text) > limit else "")
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 class RequestError(DurableAgentError):
     """A request the API rejects; carries the code, a message for humans and optional details."""
 

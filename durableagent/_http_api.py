@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
+from ._bodies import parse_json_object
 from ._conversation import conversation
 from ._entity import DELETE, RUN_AGENT
 from ._errors import (
     AGENT_NOT_FOUND,
     INTERNAL_ERROR,
+    INVALID_CORRELATION_ID,
     INVALID_REQUEST,
     INVALID_SESSION_ID,
     MESSAGE_TOO_LARGE,
@@ -31,27 +34,31 @@ from ._errors import (
     SESSION_NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,
     RequestError,
+    shown,
 )
+from ._logs import describe_exception, get_logger
 from ._requests import (
     SESSION_ALIASES,
     RequestLimits,
     RunRequest,
     build_run_request,
     check_idempotency,
-    parse_bool,
-    parse_json_object,
+    is_correlation_id,
+    parse_flag,
 )
 from ._session_id import AgentSessionId
 from ._state import Receipt, utc_now
 from ._transcript import TranscriptStore
 
-_log = logging.getLogger("durableagent.http")
+_log = get_logger("durableagent.http")
 
 _FIRST_POLL_SECONDS = 0.005
 _MAX_POLL_SECONDS = 0.25
 # How long after acceptance an unknown run is reported as pending (202) rather than unknown (404).
 _PENDING_WINDOW_SECONDS = 3600.0
 MAX_PAGE_SIZE = 200
+_MAX_KEY_PARAM = 256
+_INTEGER = re.compile(r"^\s*[+-]?[0-9]{1,9}\s*\Z")
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class AgentHttpApi:
     def _agent(self, name: str) -> AgentInfo:
         info = self.settings.agents().get(name.lower())
         if info is None:
-            raise RequestError(AGENT_NOT_FOUND, f"No agent named '{name}' is registered.")
+            raise RequestError(AGENT_NOT_FOUND, f"No agent named '{shown(name)}' is registered.")
         return info
 
     # POST agents/{name}/run ---------------------------------------------------------------------
@@ -100,8 +107,8 @@ class AgentHttpApi:
             return await self._run(req, client, agent_name or req.route_params["name"])
         except RequestError as exc:
             return error_response(exc)
-        except Exception:
-            _log.exception("Agent run request failed")
+        except Exception as exc:
+            _log.error("Agent run request failed: %s", describe_exception(exc))
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     async def _run(
@@ -116,10 +123,10 @@ class AgentHttpApi:
                 f"The body is larger than allowed ({limits.max_message_bytes} bytes of message).",
                 limit=limits.max_message_bytes,
             )
-        body = _body(req, raw)
-        wait = parse_bool(req.headers.get("x-ms-wait-for-response"))
+        body = _body(req, raw, limits.max_message_bytes + 65_536)
+        wait = parse_flag(req.headers.get("x-ms-wait-for-response"), "x-ms-wait-for-response")
         if wait is None:
-            wait = parse_bool(req.params.get("wait_for_response"))
+            wait = parse_flag(req.params.get("wait_for_response"), "wait_for_response")
         session_query = next((req.params[k] for k in SESSION_ALIASES if req.params.get(k)), None)
         request = build_run_request(
             agent.name,
@@ -235,6 +242,11 @@ class AgentHttpApi:
             agent = self._agent(agent_name or req.route_params["name"])
             session = _parse_session(agent.name, req.route_params["sessionId"])
             correlation_id = req.route_params["correlationId"]
+            if not is_correlation_id(correlation_id):
+                raise RequestError(
+                    INVALID_CORRELATION_ID,
+                    "A correlation id is 1-128 letters, digits and . _ : - starting with a letter or digit.",
+                )
             receipt = await self.find_receipt(client, session, correlation_id)
             if receipt is not None:
                 return await self.receipt_response(session, receipt)
@@ -249,8 +261,8 @@ class AgentHttpApi:
             raise RequestError(RUN_NOT_FOUND, f"No run '{correlation_id}' is known for this session.")
         except RequestError as exc:
             return error_response(exc)
-        except Exception:
-            _log.exception("Agent API request failed")
+        except Exception as exc:
+            _log.error("Agent API request failed: %s", describe_exception(exc))
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # GET agents/{name}/{sessionId} ----------------------------------------------------------------
@@ -291,8 +303,8 @@ class AgentHttpApi:
             return json_response(body)
         except RequestError as exc:
             return error_response(exc)
-        except Exception:
-            _log.exception("Agent API request failed")
+        except Exception as exc:
+            _log.error("Agent API request failed: %s", describe_exception(exc))
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # DELETE agents/{name}/{sessionId} --------------------------------------------------------------
@@ -317,8 +329,8 @@ class AgentHttpApi:
             return json_response({"status": "deleting", **session_fields(session)}, status=202)
         except RequestError as exc:
             return error_response(exc)
-        except Exception:
-            _log.exception("Agent API request failed")
+        except Exception as exc:
+            _log.error("Agent API request failed: %s", describe_exception(exc))
             return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
     # agents/{name}/... of no agent ------------------------------------------------------------------
@@ -327,7 +339,7 @@ class AgentHttpApi:
         """What the shared ``agents/{name}/...`` routes answer: each agent has routes of its own, which
         the host prefers (literal segments win), so only a name no agent serves gets here."""
         name = req.route_params.get("name", "")
-        return error_response(RequestError(AGENT_NOT_FOUND, f"No agent named '{name}' is registered."))
+        return error_response(RequestError(AGENT_NOT_FOUND, f"No agent named '{shown(name)}' is registered."))
 
     # GET health ----------------------------------------------------------------------------------
 
@@ -345,10 +357,10 @@ class AgentHttpApi:
         )
 
 
-def _body(req: func.HttpRequest, raw: bytes) -> dict[str, Any]:
+def _body(req: func.HttpRequest, raw: bytes, max_bytes: int) -> dict[str, Any]:
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
-        return parse_json_object(raw)
+        return parse_json_object(raw, max_bytes=max_bytes)
     if content_type in ("", "text/plain"):
         try:
             text = raw.decode("utf-8")
@@ -357,7 +369,7 @@ def _body(req: func.HttpRequest, raw: bytes) -> dict[str, Any]:
         return {"message": text.strip()}
     raise RequestError(
         UNSUPPORTED_MEDIA_TYPE,
-        f"Content type '{content_type}' is not supported; send application/json or text/plain.",
+        f"Content type '{shown(content_type)}' is not supported; send application/json or text/plain.",
     )
 
 
@@ -408,7 +420,11 @@ def key_param(req: func.HttpRequest) -> str:
     Passing it on makes URLs we hand out work where keys are required (a header key is not copied:
     it would end up in URLs and logs the caller did not choose).
     """
-    return f"code={quote(req.params['code'], safe='')}" if req.params.get("code") else ""
+    code = req.params.get("code") or ""
+    # Only a plausible key is passed on: a long or odd one would only grow the URLs and headers we send.
+    if not code or len(code) > _MAX_KEY_PARAM or not code.isprintable():
+        return ""
+    return f"code={quote(code, safe='')}"
 
 
 def _run_url(req: func.HttpRequest, session: AgentSessionId, correlation_id: str) -> str:
@@ -430,6 +446,8 @@ def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: i
     if text is None:
         return default
     try:
+        if not _INTEGER.match(text):
+            raise ValueError(name)  # int() would take '1_000', other scripts' digits and 4,000-digit numbers
         value = int(text)
     except ValueError as exc:
         raise RequestError(INVALID_REQUEST, f"'{name}' must be an integer.", field=name) from exc
@@ -439,7 +457,10 @@ def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: i
 
 
 def _float(text: str | None) -> float | None:
+    if text is None or len(text) > 32:
+        return None
     try:
-        return float(text) if text is not None else None
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None

@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import inspect
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -33,10 +32,11 @@ from agent_framework import (
     ResponseStream,
 )
 
+from ._logs import get_logger
 from ._session_id import AgentSessionId
 from ._transcript import TranscriptStore
 
-_log = logging.getLogger("durableagent.journal")
+_log = get_logger("durableagent.journal")
 
 CALL_ID_KEY = "call_id"
 """Where a tool finds its call id: ``FunctionInvocationContext.metadata["call_id"]`` (Agent Framework's key)."""

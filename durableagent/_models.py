@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
-_log = logging.getLogger("durableagent.models")
+from ._logs import get_logger
+
+_log = get_logger("durableagent.models")
 
 _AZURE_DEPLOYMENT_SETTINGS = (
     "AZURE_OPENAI_CHAT_DEPLOYMENT_NAME",

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from ._errors import (
     IDEMPOTENCY_CONFLICT,
     INVALID_CORRELATION_ID,
-    INVALID_JSON,
     INVALID_REQUEST,
     INVALID_RESPONSE_SCHEMA,
     INVALID_ROLE,
@@ -22,6 +21,7 @@ from ._errors import (
     MESSAGE_REQUIRED,
     MESSAGE_TOO_LARGE,
     RequestError,
+    shown,
 )
 from ._session_id import MAX_KEY_LENGTH, AgentSessionId
 from ._state import utc_now
@@ -119,16 +119,6 @@ class RunRequest:
         return payload
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RequestError(INVALID_JSON, f"The body is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise RequestError(INVALID_JSON, "The body must be a JSON object.")
-    return parsed
-
-
 def build_run_request(
     agent_name: str,
     body: dict[str, Any],
@@ -164,7 +154,7 @@ def build_run_request(
     role = (parsed.role or "user").strip().lower()
     if role not in limits.allowed_roles:
         raise RequestError(
-            INVALID_ROLE, f"Role '{role}' is not allowed; allowed: {', '.join(sorted(limits.allowed_roles))}."
+            INVALID_ROLE, f"Role '{shown(role)}' is not allowed; allowed: {', '.join(sorted(limits.allowed_roles))}."
         )
 
     session = _session(agent_name, session_values, session_override, limits)
@@ -189,7 +179,7 @@ def build_run_request(
 
     reply_queue = parsed.reply_queue
     if reply_queue is not None and not is_queue_name(reply_queue):
-        raise RequestError(INVALID_REQUEST, f"'{reply_queue}' is not a valid queue name.", field="replyQueue")
+        raise RequestError(INVALID_REQUEST, f"'{shown(reply_queue)}' is not a valid queue name.", field="replyQueue")
 
     return RunRequest(
         session=session,
@@ -213,14 +203,16 @@ def _session(agent_name: str, values: dict[str, Any], override: str | None, limi
             raise RequestError(INVALID_SESSION_ID, "The session id must be a string.")
     distinct = {v for v in candidates}
     if len(distinct) > 1:
-        raise RequestError(INVALID_SESSION_ID, f"Conflicting session ids given: {', '.join(sorted(distinct))}.")
+        raise RequestError(
+            INVALID_SESSION_ID, f"Conflicting session ids given: {', '.join(shown(d) for d in sorted(distinct))}."
+        )
     if not distinct:
         return AgentSessionId.with_random_key(agent_name)
     text = distinct.pop()
     try:
         session = AgentSessionId.parse(text, agent_name)
     except ValueError as exc:
-        raise RequestError(INVALID_SESSION_ID, f"Invalid session id: {exc}") from exc
+        raise RequestError(INVALID_SESSION_ID, f"Invalid session id: {shown(exc, 200)}") from exc
     if len(session.key) > limits.max_session_key_length:
         raise RequestError(
             INVALID_SESSION_ID, f"The session key is longer than {limits.max_session_key_length} characters."
@@ -291,6 +283,20 @@ def check_idempotency(existing_hash: str | None, request: RunRequest) -> None:
             IDEMPOTENCY_CONFLICT,
             f"Correlation id '{request.correlation_id}' was already used for a different request.",
         )
+
+
+def parse_flag(text: str | None, name: str) -> bool | None:
+    """A query or header flag: absent or empty is ``None``; otherwise it must be one ``parse_bool`` knows.
+
+    Raises:
+        RequestError: ``invalid_request`` naming the flag, for any other value.
+    """
+    if text is None or not text.strip():
+        return None
+    value = parse_bool(text) if len(text) <= 16 else None
+    if value is None:
+        raise RequestError(INVALID_REQUEST, f"'{name}' must be true or false.", field=name)
+    return value
 
 
 def parse_bool(text: str | None) -> bool | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import azure.durable_functions as df
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]*\Z")
 _ENCODED_MARK = "~"
 MAX_KEY_LENGTH = 128
 ENTITY_PREFIX = "agent-"

@@ -16,7 +16,6 @@ Beside the turns, under the same session prefix:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
 from ._blobs import ContainerOnce, service_from_environment
+from ._logs import get_logger
 from ._session_id import AgentSessionId, entity_name_for
 
 DEFAULT_CONTAINER = "agent-transcripts"
@@ -36,7 +36,7 @@ _READ_WORKERS = 8
 _JOURNAL = ".journal/"
 _RUNS = "runs/"
 
-_log = logging.getLogger("durableagent.transcript")
+_log = get_logger("durableagent.transcript")
 
 
 @dataclass

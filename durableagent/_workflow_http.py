@@ -12,8 +12,8 @@ A run belongs to one workflow: asking another workflow's routes about it answers
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
+import math
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,33 +25,38 @@ import azure.functions as func
 from agent_framework._serialization import make_json_safe
 from agent_framework.exceptions import WorkflowCheckpointException
 
+from ._bodies import parse_json, parse_json_object
 from ._errors import (
     CHECKPOINT_INCOMPATIBLE,
     CHECKPOINT_NOT_FOUND,
     INTERNAL_ERROR,
     INVALID_INPUT,
-    INVALID_JSON,
     INVALID_REQUEST,
     INVALID_RESPONSE,
-    MESSAGE_TOO_LARGE,
     REQUEST_ALREADY_ANSWERED,
     RUN_EXISTS,
     RUN_FINISHED,
     RUN_NOT_FOUND,
     WORKFLOW_NOT_FOUND,
     RequestError,
+    shown,
 )
 from ._http_api import api_base, error_response, json_response, key_param
-from ._requests import parse_bool, parse_json_object
-from ._workflow_orchestrator import ANSWER_EVENT, orchestrator_name, start_input
-from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, pack, unpack
+from ._logs import describe_exception, get_logger
+from ._requests import parse_flag
+from ._workflow_orchestrator import ANSWER_EVENT, failure_from_output, orchestrator_name, start_input
+from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, failure_details, pack, unpack
 from ._workflow_store import BlobCheckpointStorage, RunStore, is_safe_id
 
-_log = logging.getLogger("durableagent.http")
+_log = get_logger("durableagent.http")
 
+_FAILURE_EVENTS = frozenset({"failed", "executor_failed", "error"})
 _TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 _MAX_RUN_ID = 100
-_MAX_BODY_BYTES = 4 * 1024 * 1024
+# Bounds on what callers send (README, "Workflows"): a start, answer or terminate body; a terminate reason.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REASON_LENGTH = 1024
+_NUMBER = re.compile(r"^\s*[+-]?(?:[0-9]{1,6}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})\s*\Z")
 DEFAULT_WAIT_SECONDS = 30.0
 MAX_WAIT_SECONDS = 230.0
 
@@ -73,8 +78,8 @@ class WorkflowHttpApi:
                 return await handler(req, client)
             except RequestError as exc:
                 return error_response(exc)
-            except Exception:
-                _log.exception("Workflow request failed")
+            except Exception as exc:
+                _log.error("Workflow request failed: %s", describe_exception(exc))
                 return error_response(RequestError(INTERNAL_ERROR, "The request could not be processed."))
 
         return run
@@ -82,7 +87,7 @@ class WorkflowHttpApi:
     def _spec(self, name: str) -> WorkflowSpec:
         spec = self._specs().get(name.lower())
         if spec is None:
-            raise RequestError(WORKFLOW_NOT_FOUND, f"No workflow named '{name}' is registered.")
+            raise RequestError(WORKFLOW_NOT_FOUND, f"No workflow named '{shown(name)}' is registered.")
         return spec
 
     async def _owned_status(
@@ -92,7 +97,7 @@ class WorkflowHttpApi:
         run_id = req.route_params["runId"]
         status = await client.get_status(run_id) if is_safe_id(run_id) else None
         if status is None or not status.name or status.name.lower() != orchestrator_name(spec.name).lower():
-            raise RequestError(RUN_NOT_FOUND, f"Workflow '{spec.name}' has no run '{run_id}'.")
+            raise RequestError(RUN_NOT_FOUND, f"Workflow '{spec.name}' has no run '{shown(run_id)}'.")
         return spec, status
 
     # POST workflows/{name}/runs -----------------------------------------------------------------
@@ -100,15 +105,15 @@ class WorkflowHttpApi:
     async def start(self, req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
         spec = self._spec(req.route_params["name"])
         raw = req.get_body() or b""
-        if len(raw) > _MAX_BODY_BYTES:
-            raise RequestError(MESSAGE_TOO_LARGE, "The body is too large.", limit=_MAX_BODY_BYTES)
-        body = parse_json_object(raw) if raw.strip() else {}
+        body = parse_json_object(raw, max_bytes=MAX_BODY_BYTES) if raw.strip() else {}
         run_id = body.get("runId")
         if run_id is not None and (not isinstance(run_id, str) or len(run_id) > _MAX_RUN_ID or not is_safe_id(run_id)):
             raise RequestError(
                 INVALID_REQUEST, "'runId' must be 1-100 letters, digits, '.', '_', ':' or '-'.", field="runId"
             )
         checkpoint_id = body.get("checkpointId")
+        if checkpoint_id is not None and not isinstance(checkpoint_id, str):
+            raise RequestError(INVALID_REQUEST, "'checkpointId' must be a string.", field="checkpointId")
         wait, timeout = _wait_options(req, body)
         storage = self._storage()
         if checkpoint_id is not None:
@@ -162,7 +167,8 @@ class WorkflowHttpApi:
             body["outputs"] = [make_json_safe(v) for v in values]
             body["step"] = output.get("steps", body["step"])
         elif runtime == "Failed":
-            body["error"] = {"code": "workflow_failed", "message": str(output)}
+            # Only the code and words the run recorded for callers; never the failure text itself.
+            body["error"] = failure_from_output(output)
         checkpoint_id = custom.get("checkpointId")
         if runtime not in _TERMINAL and custom.get("pendingRequestIds") and checkpoint_id:
             checkpoint = await storage.load(checkpoint_id)
@@ -193,13 +199,7 @@ class WorkflowHttpApi:
             raise RequestError(INVALID_REQUEST, "Invalid request id.", field="requestId")
         if _runtime(status) in _TERMINAL:
             raise RequestError(RUN_FINISHED, f"Run '{run_id}' has finished ({_runtime(status)}).")
-        raw = req.get_body() or b""
-        if len(raw) > _MAX_BODY_BYTES:
-            raise RequestError(MESSAGE_TOO_LARGE, "The body is too large.", limit=_MAX_BODY_BYTES)
-        try:
-            answer = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(INVALID_JSON, f"The answer must be JSON: {exc}") from exc
+        answer = parse_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES, what="The answer")
         storage = self._storage()
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
         if custom.get("checkpointId"):
@@ -229,10 +229,15 @@ class WorkflowHttpApi:
         raw = req.get_body() or b""
         reason = "terminated over HTTP"
         if raw.strip():
-            body = parse_json_object(raw)
-            if not isinstance(body.get("reason", ""), str):
-                raise RequestError(INVALID_REQUEST, "'reason' must be a string.", field="reason")
-            reason = body.get("reason") or reason
+            body = parse_json_object(raw, max_bytes=MAX_BODY_BYTES)
+            given = body.get("reason", "")
+            if not isinstance(given, str) or len(given) > MAX_REASON_LENGTH:
+                raise RequestError(
+                    INVALID_REQUEST,
+                    f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters.",
+                    field="reason",
+                )
+            reason = given or reason
         await client.terminate(status.instance_id, reason)
         return json_response({"runId": status.instance_id, "status": "terminating"}, status=202)
 
@@ -295,6 +300,11 @@ def event_json(event: Any) -> dict[str, Any]:
     if event.type == "request_info":
         item["requestId"] = event.request_id
         item["sourceExecutor"] = event.source_executor_id
+    if event.type in _FAILURE_EVENTS:
+        # Failure events carry the exception's type, message and traceback: callers get a code instead.
+        details = event.details if event.details is not None else event.data
+        item["details"] = failure_details(details, event.executor_id)
+        return item
     if event.details is not None:
         item["details"] = make_json_safe(event.details)
     if event.data is not None:
@@ -309,20 +319,22 @@ def _signature(spec: WorkflowSpec) -> str:
 
 
 def _wait_options(req: func.HttpRequest, body: dict[str, Any]) -> tuple[bool, float]:
-    wait = parse_bool(req.headers.get("x-ms-wait-for-response"))
+    wait = parse_flag(req.headers.get("x-ms-wait-for-response"), "x-ms-wait-for-response")
     if wait is None:
-        wait = parse_bool(req.params.get("wait"))
+        wait = parse_flag(req.params.get("wait"), "wait")
     if wait is None:
         flag = body.get("waitForCompletion", False)
         if not isinstance(flag, bool):
             raise RequestError(INVALID_REQUEST, "'waitForCompletion' must be a boolean.", field="waitForCompletion")
         wait = flag
     timeout: Any = req.params.get("timeoutSeconds", body.get("timeoutSeconds", DEFAULT_WAIT_SECONDS))
-    try:
+    if (isinstance(timeout, str) and _NUMBER.match(timeout)) or (
+        isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    ):
         seconds = float(timeout)
-    except (TypeError, ValueError) as exc:
-        raise RequestError(INVALID_REQUEST, "'timeoutSeconds' must be a number.", field="timeoutSeconds") from exc
-    if not 0 < seconds <= MAX_WAIT_SECONDS:
+    else:
+        raise RequestError(INVALID_REQUEST, "'timeoutSeconds' must be a number.", field="timeoutSeconds")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_WAIT_SECONDS):
         raise RequestError(
             INVALID_REQUEST, f"'timeoutSeconds' must be in (0, {MAX_WAIT_SECONDS:g}].", field="timeoutSeconds"
         )

@@ -10,6 +10,7 @@ the history of one execution stays bounded whatever the number of supersteps.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,40 @@ def answers_activity_name(workflow: str) -> str:
 
 
 class WorkflowRunError(Exception):
-    """A workflow run failed: an executor raised, the run did not converge, or a request timed out."""
+    """A workflow run failed: an executor raised, the run did not converge, or a request timed out.
+
+    Its text is ``failure_text``: the status route reads the code and message back from the
+    orchestration's output with ``failure_from_output``, and shows nothing else of it.
+    """
+
+
+# Marks our failure record inside the orchestration's output (which the host prefixes with its own words).
+_FAILURE_MARK = "durableagent-failure "
+_UNKNOWN_FAILURE = {"code": "workflow_failed", "message": "The workflow run failed."}
+
+
+def failure_text(code: str, message: str) -> str:
+    """The text of a ``WorkflowRunError``: a stable code and our own message, as JSON after a marker."""
+    return _FAILURE_MARK + json.dumps({"code": code, "message": message})
+
+
+def failure_from_output(output: Any) -> dict[str, str]:
+    """The ``{code, message}`` a failed run recorded, or a generic one when the failure was not ours."""
+    text = output if isinstance(output, str) else ""
+    at = text.find(_FAILURE_MARK)
+    if at < 0:
+        return dict(_UNKNOWN_FAILURE)
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, at + len(_FAILURE_MARK))
+    except ValueError:
+        return dict(_UNKNOWN_FAILURE)
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("code"), str)
+        or not isinstance(value.get("message"), str)
+    ):
+        return dict(_UNKNOWN_FAILURE)
+    return {"code": value["code"], "message": value["message"]}
 
 
 def start_input(packed_input: dict[str, Any] | None = None, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -58,7 +92,10 @@ def orchestrate(context: Any, spec: WorkflowSpec) -> Any:
         outputs.extend(result["outputs"])
         if result["error"]:
             error = result["error"]
-            raise WorkflowRunError(f"{error['type']}: {error['message']}")
+            # Older step results had "type" and the exception's text: report those generically.
+            code = str(error.get("code") or "workflow_failed")
+            message = str(error.get("message") or "") if "code" in error else "The workflow run failed."
+            raise WorkflowRunError(failure_text(code, message))
         checkpoint_id = result["checkpointId"]
         pending: dict[str, Any] = result["pending"]
         context.set_custom_status(_status("running", step, result, pending))
@@ -104,7 +141,9 @@ def _wait_for_answers(
             continue
         expired = sorted(rid for rid, deadline in deadlines.items() if deadline <= first + timedelta(microseconds=1))
         if spec.timeout_response is FAIL_ON_TIMEOUT:
-            raise WorkflowRunError(f"request_timed_out: no answer to request(s) {', '.join(expired)} in time")
+            raise WorkflowRunError(
+                failure_text("request_timed_out", f"No answer to request(s) {', '.join(expired)} came in time.")
+            )
         return {rid: spec.timeout_response for rid in expired}
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,10 +26,13 @@ from agent_framework._serialization import make_json_safe
 from agent_framework._workflows._checkpoint_encoding import decode_checkpoint_value, encode_checkpoint_value
 from agent_framework._workflows._functional import FunctionalWorkflow, FunctionalWorkflowDefinition
 from agent_framework._workflows._typing_utils import is_instance_of, try_coerce_to_type
+from agent_framework.exceptions import WorkflowCheckpointException, WorkflowConvergenceException
 
+from ._errors import model_http_status
+from ._logs import describe_exception, get_logger
 from ._workflow_store import BlobCheckpointStorage, RunCheckpointStorage, RunStore
 
-_log = logging.getLogger("durableagent.workflows")
+_log = get_logger("durableagent.workflows")
 
 # Events that describe the run as a whole rather than its work; the orchestration reports those.
 _RUN_LEVEL_EVENTS = frozenset({"started", "status"})
@@ -194,7 +196,7 @@ async def _graph_step(
                     if event.type == "superstep_completed":
                         break  # the superstep's checkpoint is written; the next step continues from it
         except Exception as exc:
-            return events, _error(exc)
+            return events, _error(spec, exc, events)
     return events, None
 
 
@@ -215,7 +217,7 @@ async def _functional_step(
                 if event.type not in _RUN_LEVEL_EVENTS:
                     events.append(event)
     except Exception as exc:
-        return events, _error(exc)
+        return events, _error(spec, exc, events)
     return events, None
 
 
@@ -255,17 +257,55 @@ async def _applicable_answers(
             continue
         ok, value = coerce_answer(event, answer)
         if not ok:
-            raise ValueError(
-                f"invalid_answer: the answer to request '{request_id}' does not fit its response type "
-                f"{_type_name(event.response_type)}"
+            raise InvalidAnswerError(
+                f"The answer to request '{request_id}' does not fit its response type "
+                f"{_type_name(event.response_type)}."
             )
         applicable[request_id] = value
     return applicable or None
 
 
-def _error(exc: BaseException) -> dict[str, Any]:
-    _log.warning("workflow step failed: %s", exc, exc_info=exc)
-    return {"type": type(exc).__name__, "message": str(exc)}
+class InvalidAnswerError(Exception):
+    """A recorded or configured answer does not fit its request (its message is ours, safe to show)."""
+
+
+def step_failure(exc: BaseException, events: list[Any]) -> dict[str, str]:
+    """What callers are told about a failed step: a stable code and our own words.
+
+    Never the exception's text: an executor's exception may quote the model request (instructions
+    included), the conversation or a key, and Agent Framework's wrap the executor's.
+    """
+    if isinstance(exc, InvalidAnswerError):
+        return {"code": "invalid_answer", "message": str(exc)}
+    if isinstance(exc, WorkflowConvergenceException):
+        return {
+            "code": "workflow_did_not_converge",
+            "message": "The workflow did not finish within its superstep limit.",
+        }
+    if isinstance(exc, WorkflowCheckpointException):
+        return {"code": "checkpoint_failed", "message": "A checkpoint of the run could not be read or written."}
+    executor = next((e.executor_id for e in reversed(events) if e.type == "executor_failed" and e.executor_id), None)
+    status = model_http_status(exc)
+    model = f" The model service answered with HTTP {status}." if status is not None else ""
+    if executor is not None:
+        return {"code": "executor_failed", "message": f"Executor '{executor}' failed.{model}"}
+    return {"code": "workflow_failed", "message": f"The workflow run failed.{model}"}
+
+
+def failure_details(details: Any, executor_id: str | None) -> dict[str, Any]:
+    """A failure event's details as callers see them: the code and the executor, never the exception text."""
+    executor = executor_id or getattr(details, "executor_id", None)
+    safe: dict[str, Any] = {"code": "executor_failed" if executor else "workflow_failed"}
+    if executor:
+        safe["executorId"] = executor
+    return safe
+
+
+def _error(spec: WorkflowSpec, exc: BaseException, events: list[Any]) -> dict[str, Any]:
+    failure = step_failure(exc, events)
+    # The type and where it was raised help an operator; the message may quote the model request.
+    _log.warning("Workflow %s step failed: %s (%s)", spec.name, failure["code"], describe_exception(exc))
+    return failure
 
 
 def read_answers(storage: BlobCheckpointStorage, request: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONTAINER = "workflow-checkpoints"
 # Checkpoint ids come from Agent Framework (UUIDs) or from callers resuming a run: keep them path-safe.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 
 def is_safe_id(value: str) -> bool:

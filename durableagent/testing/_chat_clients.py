@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 from abc import abstractmethod
 from collections import deque
@@ -32,10 +31,11 @@ from agent_framework import (
 from agent_framework.exceptions import ChatClientException
 from agent_framework.observability import ChatTelemetryLayer
 
+from .._logs import get_logger
 from ._openai_wire import estimate_tokens, text_chunks
 from ._replies import Reply, echo_reply
 
-_log = logging.getLogger("durableagent.testing")
+_log = get_logger("durableagent.testing")
 
 MessagesResponder = Callable[[list[Message]], Reply]
 """Answers an unscripted call of an in-process client: gets the messages the model sees."""

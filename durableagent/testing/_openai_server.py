@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 import urllib.request
 from collections import deque
@@ -25,13 +24,14 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from .._logs import get_logger
 from . import _openai_wire as wire
 from ._replies import Reply, echo_reply
 
 Responder = Callable[[dict[str, Any]], Reply]
 """Answers an unscripted model request: gets the request's JSON body, returns a ``Reply``."""
 
-_log = logging.getLogger("durableagent.testing")
+_log = get_logger("durableagent.testing")
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "openai-api-key"})
 
