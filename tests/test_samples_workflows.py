@@ -110,7 +110,8 @@ class TestSequentialWorkflow:
         started = start(sample, self.WORKFLOW, {"input": {"product": "  "}})
         status = settle(sample, started["statusUri"])
         assert status["state"] == "failed" and status["outputs"] == []
-        assert "The brief needs a product name." in status["error"]["message"]
+        # Callers get a code and the executor, never the exception's text (the log has its type).
+        assert status["error"] == {"code": "executor_failed", "message": "Executor 'prepare' failed."}
         assert invoked(sample, started["eventsUri"]) == ["prepare"]
 
 
@@ -206,12 +207,13 @@ class TestParallelWorkflow:
         finally:
             sample.model.server.set_responder(None)
         assert status["state"] == "failed" and status["outputs"] == [], status
-        assert "Error code: 400" in status["error"]["message"], status["error"]
+        assert status["error"]["code"] == "executor_failed", status["error"]
+        assert "HTTP 400" in status["error"]["message"] and "Error code" not in status["error"]["message"]
         code, body = sample.call("GET", started["eventsUri"])
         assert code == 200 and [e["executorId"] for e in body["events"] if e["type"] == "executor_failed"] == ["brand"]
         code, body = sample.call("POST", f"/workflows/{self.WORKFLOW}/runs", {"input": "   "})
         assert code == 202, body
-        assert "1 to 4000 characters" in settle(sample, body["statusUri"])["error"]["message"]
+        assert settle(sample, body["statusUri"])["error"]["code"] == "executor_failed"
 
 
 # 09: structured output picks the route -----------------------------------------------------------------
@@ -268,7 +270,9 @@ class TestConditionalRouting:
         started = start(sample, self.WORKFLOW, {"input": f"Ticket {key('t')}: my hedge trimmer is blunt."})
         status = settle(sample, started["statusUri"])
         assert status["state"] == "failed" and status["outputs"] == [], status
-        assert "category" in status["error"]["message"] and "gardening" in status["error"]["message"]
+        # The model's answer is not shown back (it may quote anything the model was told).
+        # (It fails in the switch-case condition, between executors: a workflow failure, not an executor's.)
+        assert status["error"] == {"code": "workflow_failed", "message": "The workflow run failed."}, status
         code, body = sample.call("POST", f"/workflows/{self.WORKFLOW}/runs", {"input": {"ticket": 1}})
         assert code == 400 and body["error"]["code"] == "invalid_input", body
 
@@ -496,5 +500,8 @@ class TestCheckpointResume:
         assert code == 404 and body["error"]["code"] == "checkpoint_not_found", body
         started = start(sample, self.WORKFLOW, {"input": {"date": "March 2nd", "sales": []}})
         status = settle(sample, started["statusUri"])
-        assert status["state"] == "failed" and "March 2nd" in status["error"]["message"], status
+        assert status["state"] == "failed" and status["error"] == {
+            "code": "executor_failed",
+            "message": "Executor 'tally' failed.",
+        }, status
         assert self.outbox(sample, "March 2nd") == []
