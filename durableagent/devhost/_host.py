@@ -430,7 +430,10 @@ class Host:
             extra_routes=routes,
             disabled=self.disabled,
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress=False: like Kestrel (which has no request decompression unless an app adds it),
+        # a function gets the body as sent, Content-Encoding header included; aiohttp's own decoding
+        # turned a body that is not in its encoding into a 500 or a connection left waiting.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         install_json_protocol_errors(self._runner)
         site = web.TCPSite(self._runner, self.options.bind, self.options.port, reuse_address=True)

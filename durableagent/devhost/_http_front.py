@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict
 
 from ._app_loader import http_methods, http_route
@@ -208,6 +209,14 @@ async def _host_errors(
         return bad_host
     try:
         return await handler(request)
+    except (http_exceptions.BadHttpMessage, RequestPayloadError) as exc:
+        # Raised while a handler reads the body (aiohttp wraps the parser's error in RequestPayloadError):
+        # a Content-Encoding the body does not match (gzip that is not gzip), broken chunked framing. The
+        # caller's fault, told without echoing its bytes.
+        cause = exc.__cause__ if isinstance(exc, RequestPayloadError) else exc
+        if isinstance(cause, http_exceptions.ContentEncodingError):
+            return json_error(400, "invalid_content_encoding", "The body does not decode as its Content-Encoding says.")
+        return json_error(400, "bad_body_framing", "The request body's framing is not valid HTTP.")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.status >= 500:
             raise
