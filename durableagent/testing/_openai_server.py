@@ -3,6 +3,11 @@
 Serves ``POST /v1/chat/completions`` and ``POST /v1/responses`` (plain and streamed, tool calls,
 usage, structured output as scripted JSON text; Responses conversations held server-side by
 ``previous_response_id``), plus ``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/models``.
+
+It speaks Azure OpenAI too, with that service's api-version and auth rules (``_azure_wire``):
+``POST /openai/deployments/{deployment}/chat/completions`` (the deployment stands for the model),
+the v1 surface ``/openai/v1/chat/completions``, ``/openai/v1/responses[/{id}]`` and ``/openai/v1/models``,
+and the dated Responses routes ``/openai/responses[/{id}]``.
 Replies come from a script, else from a responder (default: echo the last user message). Every
 model request is recorded with the context the model saw.
 
@@ -17,7 +22,7 @@ import json
 import threading
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -25,11 +30,15 @@ from typing import Any, Literal
 from aiohttp import web
 
 from .._logs import get_logger
+from . import _azure_wire as azure
 from . import _openai_wire as wire
 from ._replies import Reply, echo_reply
 
 Responder = Callable[[dict[str, Any]], Reply]
 """Answers an unscripted model request: gets the request's JSON body, returns a ``Reply``."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AzureHandler = Callable[[web.Request, "azure.Surface | None"], Awaitable[web.StreamResponse]]
 
 _log = get_logger("durableagent.testing")
 
@@ -46,12 +55,14 @@ class RecordedRequest:
     """One model request the fake server received.
 
     Attributes:
-        path: The request path (``/v1/chat/completions`` or ``/v1/responses``).
+        path: The request path (``/v1/chat/completions``, ``/v1/responses`` or an Azure route such as
+            ``/openai/deployments/{deployment}/chat/completions``).
         body: The parsed JSON body, as the client sent it.
         headers: The request headers, names in lower case, credentials redacted.
         context: What the model saw: the chat messages, or for the Responses API the turns held
             server-side (``previous_response_id``) followed by this request's input.
         status: The HTTP status the server answered with.
+        query: The query parameters (Azure clients send ``api-version`` here).
     """
 
     path: str
@@ -59,6 +70,7 @@ class RecordedRequest:
     headers: dict[str, str]
     context: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
+    query: dict[str, str] = field(default_factory=dict)
 
     @property
     def api(self) -> Literal["chat.completions", "responses"]:
@@ -77,6 +89,7 @@ class RecordedRequest:
             "headers": self.headers,
             "context": self.context,
             "status": self.status,
+            "query": self.query,
         }
 
     @classmethod
@@ -88,6 +101,7 @@ class RecordedRequest:
             headers=data["headers"],
             context=data["context"],
             status=data["status"],
+            query=dict(data.get("query") or {}),
         )
 
 
@@ -96,13 +110,19 @@ class FakeOpenAIServer:
 
     Use ``async with FakeOpenAIServer() as server:`` in async code, or ``server.start_in_thread()``
     / ``server.stop()`` (or ``with``) from synchronous code. Point a client at ``server.base_url``
-    (or put ``server.env()`` into a subprocess's environment).
+    (or put ``server.env()`` into a subprocess's environment). An app written for Azure OpenAI
+    points at ``server.azure_endpoint`` instead (``server.azure_env()``).
 
     Args:
         port: The port to listen on; 0 picks a free one.
         host: The loopback address to listen on.
         responder: Answers requests when the script is empty; default ``echo_last_user_message``.
-        api_key: When set, requests must carry ``Authorization: Bearer <api_key>`` (else 401).
+        api_key: When set, ``/v1`` requests must carry ``Authorization: Bearer <api_key>``, and Azure
+            requests ``api-key: <api_key>`` (on ``/openai/v1`` also as a bearer token); else 401.
+        azure_ad_token: When set, Azure requests may carry ``Authorization: Bearer <azure_ad_token>``
+            (what a token credential fetches); other bearer tokens get 401.
+        deployments: The Azure deployment names that exist (others get 404 ``DeploymentNotFound``);
+            by default every name does.
     """
 
     def __init__(
@@ -112,10 +132,14 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         responder: Responder | None = None,
         api_key: str | None = None,
+        azure_ad_token: str | None = None,
+        deployments: Iterable[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._api_key = api_key
+        self._azure_ad_token = azure_ad_token
+        self._deployments = None if deployments is None else frozenset(deployments)
         self._responder: Responder = responder or echo_last_user_message
         # Test threads script and read while the server's loop answers: one lock guards both.
         self._lock = threading.Lock()
@@ -146,6 +170,36 @@ class FakeOpenAIServer:
             "OPENAI_API_KEY": self._api_key or "test",
             "OPENAI_MODEL": model,
         }
+
+    @property
+    def azure_endpoint(self) -> str:
+        """The ``azure_endpoint`` / ``AZURE_OPENAI_ENDPOINT`` to give Azure OpenAI clients (the server root)."""
+        return self.url
+
+    def azure_env(self, deployment: str = "fake-deployment", *, api_version: str | None = None) -> dict[str, str]:
+        """The environment an app written for Azure OpenAI reads, pointing it here.
+
+        ``AZURE_OPENAI_ENDPOINT`` and ``AZURE_OPENAI_API_KEY``; the deployment under the names Agent
+        Framework (``AZURE_OPENAI_CHAT_MODEL``, ``AZURE_OPENAI_CHAT_COMPLETION_MODEL``, ``AZURE_OPENAI_MODEL``)
+        and the Azure samples (``AZURE_OPENAI_CHAT_DEPLOYMENT_NAME``, ``AZURE_OPENAI_DEPLOYMENT_NAME``) read;
+        ``OPENAI_API_VERSION`` for ``openai.AzureOpenAI``. ``AZURE_OPENAI_API_VERSION`` only when
+        ``api_version`` is given: Agent Framework's clients each bring the version their surface takes, and
+        one dated version for both would be refused by the v1 Responses surface, here as in Azure.
+        Use it with no ``OPENAI_API_KEY`` in the environment: Agent Framework prefers OpenAI when one is set.
+        """
+        env = {
+            "AZURE_OPENAI_ENDPOINT": self.azure_endpoint,
+            "AZURE_OPENAI_API_KEY": self._api_key or "test",
+            "AZURE_OPENAI_CHAT_DEPLOYMENT_NAME": deployment,
+            "AZURE_OPENAI_DEPLOYMENT_NAME": deployment,
+            "AZURE_OPENAI_CHAT_MODEL": deployment,
+            "AZURE_OPENAI_CHAT_COMPLETION_MODEL": deployment,
+            "AZURE_OPENAI_MODEL": deployment,
+            "OPENAI_API_VERSION": api_version or azure.DEFAULT_API_VERSION,
+        }
+        if api_version is not None:
+            env["AZURE_OPENAI_API_VERSION"] = api_version
+        return env
 
     # Script and records ----------------------------------------------------------------------------
 
@@ -213,6 +267,17 @@ class FakeOpenAIServer:
         app.router.add_get("/v1/responses/{response_id}", self._get_response)
         app.router.add_delete("/v1/responses/{response_id}", self._delete_response)
         app.router.add_get("/v1/models", self._models)
+        # Azure OpenAI: the same handlers behind the service's api-version, auth and deployment rules.
+        deployment, dated, v1 = azure.Surface.DEPLOYMENT, azure.Surface.DATED, azure.Surface.V1
+        app.router.add_post(
+            "/openai/deployments/{deployment}/chat/completions", self._azure(self._chat_completions, deployment)
+        )
+        app.router.add_post("/openai/v1/chat/completions", self._azure(self._chat_completions, v1))
+        for surface, prefix in ((v1, "/openai/v1"), (dated, "/openai")):
+            app.router.add_post(f"{prefix}/responses", self._azure(self._responses, surface))
+            app.router.add_get(f"{prefix}/responses/{{response_id}}", self._azure(self._get_response, surface))
+            app.router.add_delete(f"{prefix}/responses/{{response_id}}", self._azure(self._delete_response, surface))
+        app.router.add_get("/openai/v1/models", self._azure(self._models, v1))
         app.router.add_post("/_script", self._post_script)
         app.router.add_delete("/_script", self._delete_script)
         app.router.add_get("/_requests", self._get_requests)
@@ -294,8 +359,25 @@ class FakeOpenAIServer:
 
     # Shared request handling -----------------------------------------------------------------------
 
-    async def _admit(self, request: web.Request) -> tuple[Any, RecordedRequest]:
-        """Parse and authorize a model request; refusals are recorded too (tests count attempts)."""
+    def _azure(self, handler: AzureHandler, surface: azure.Surface) -> Handler:
+        """``handler`` behind Azure's auth and api-version rules (checked before the body, as a gateway does)."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            try:
+                azure.check_auth(request.headers, surface, api_key=self._api_key, azure_ad_token=self._azure_ad_token)
+                azure.check_api_version(surface, request.query.get("api-version"))
+            except azure.AzureRefusal as refusal:
+                if request.method == "POST":  # a refused model request still counts as an attempt
+                    _, record = await self._read(request)
+                    self._record(replace(record, status=refusal.status))
+                _log.info("Fake OpenAI server refused an Azure request: %s %s", refusal.status, refusal.body)
+                return web.json_response(refusal.body, status=refusal.status)
+            return await handler(request, surface)
+
+        return serve
+
+    @staticmethod
+    async def _read(request: web.Request) -> tuple[Any, RecordedRequest]:
         headers = {
             name.lower(): ("<redacted>" if name.lower() in _SECRET_HEADERS else value)
             for name, value in request.headers.items()
@@ -304,8 +386,29 @@ class FakeOpenAIServer:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        record = RecordedRequest(request.path, body if isinstance(body, dict) else {}, headers)
-        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+        record = RecordedRequest(
+            request.path, body if isinstance(body, dict) else {}, headers, query=dict(request.query)
+        )
+        return body, record
+
+    async def _admit(self, request: web.Request, surface: azure.Surface | None) -> tuple[Any, RecordedRequest]:
+        """Parse and authorize a model request; refusals are recorded too (tests count attempts).
+
+        On an Azure route (auth and api-version already checked) the deployment must exist, and on a
+        deployment route it is the model, whatever the body says.
+        """
+        body, record = await self._read(request)
+        if surface is not None:
+            if isinstance(body, dict) and "deployment" in request.match_info:
+                body = {**body, "model": request.match_info["deployment"]}
+            model = body.get("model") if isinstance(body, dict) else None
+            try:
+                if isinstance(model, str):
+                    azure.check_deployment(model, self._deployments)
+            except azure.AzureRefusal as refusal:
+                self._record(replace(record, status=refusal.status))
+                raise _HTTPError(refusal.status, refusal.body) from None
+        elif self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
             self._record(replace(record, status=401))
             raise _HTTPError(
                 401,
@@ -354,9 +457,9 @@ class FakeOpenAIServer:
 
     # Chat completions ------------------------------------------------------------------------------
 
-    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def _chat_completions(self, request: web.Request, surface: azure.Surface | None = None) -> web.StreamResponse:
         try:
-            body, record = await self._admit(request)
+            body, record = await self._admit(request, surface)
         except _HTTPError as refused:
             return refused.response()
         record = replace(record, context=list(body.get("messages") or []) if isinstance(body, dict) else [])
@@ -379,9 +482,9 @@ class FakeOpenAIServer:
 
     # Responses API ---------------------------------------------------------------------------------
 
-    async def _responses(self, request: web.Request) -> web.StreamResponse:
+    async def _responses(self, request: web.Request, surface: azure.Surface | None = None) -> web.StreamResponse:
         try:
-            body, record = await self._admit(request)
+            body, record = await self._admit(request, surface)
         except _HTTPError as refused:
             return refused.response()
         try:
@@ -439,14 +542,14 @@ class FakeOpenAIServer:
         preamble = [{"type": "message", "role": "system", "content": instructions}] if instructions else []
         return [*preamble, *history, *items], history
 
-    async def _get_response(self, request: web.Request) -> web.Response:
+    async def _get_response(self, request: web.Request, surface: azure.Surface | None = None) -> web.Response:
         with self._lock:
             stored = self._stored.get(request.match_info["response_id"])
         if stored is None:
             return _not_found(request.match_info["response_id"])
         return web.json_response(stored)
 
-    async def _delete_response(self, request: web.Request) -> web.Response:
+    async def _delete_response(self, request: web.Request, surface: azure.Surface | None = None) -> web.Response:
         response_id = request.match_info["response_id"]
         with self._lock:
             found = self._stored.pop(response_id, None) is not None
@@ -455,11 +558,14 @@ class FakeOpenAIServer:
             return _not_found(response_id)
         return web.json_response({"id": response_id, "object": "response", "deleted": True})
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: web.Request, surface: azure.Surface | None = None) -> web.Response:
         return web.json_response(
             {
                 "object": "list",
-                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "test"}],
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "test"}
+                    for name in sorted(self._deployments or {"fake-model"})
+                ],
             }
         )
 

@@ -1,7 +1,8 @@
 """Run the fake OpenAI server standalone: ``python -m durableagent.testing.openai_server --port N``.
 
 Prints the base URL (``http://127.0.0.1:<port>/v1``) on one line once it listens, then serves
-until SIGINT or SIGTERM. Program it from another process with ``POST /_script`` (or
+until SIGINT or SIGTERM. Azure OpenAI clients take the server root (the URL without ``/v1``) as
+their endpoint. Program it from another process with ``POST /_script`` (or
 ``RemoteFakeOpenAIServer``); ``--script-file`` queues a JSON list of replies at start.
 """
 
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--script-file", type=Path, help="JSON list of replies to queue at start")
-    parser.add_argument("--api-key", help="require this bearer key (default: accept any)")
+    parser.add_argument("--api-key", help="require this key: bearer on /v1, api-key on Azure routes (default: any)")
+    parser.add_argument("--azure-ad-token", help="on Azure routes, also accept this bearer token")
     return parser
 
 
@@ -41,7 +43,7 @@ async def _serve(server: FakeOpenAIServer) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, queue the script file, serve; returns the exit status."""
     args = _parser().parse_args(argv)
-    server = FakeOpenAIServer(port=args.port, host=args.host, api_key=args.api_key)
+    server = FakeOpenAIServer(port=args.port, host=args.host, api_key=args.api_key, azure_ad_token=args.azure_ad_token)
     if args.script_file is not None:
         try:
             items = json.loads(args.script_file.read_text(encoding="utf-8"))
