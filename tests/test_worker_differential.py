@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 def _repository_apps() -> list[Path]:
     candidates = [REPO, *sorted((REPO / "samples").iterdir()), *sorted((REPO / "tests" / "apps").iterdir())]
+    candidates += sorted((REPO / "tests" / "corpus").iterdir())
     candidates += sorted((REPO / "benchmarks" / "apps").iterdir())
     # agents_upstream is the upstream package's app: it needs that package, which lives in .venv-bench.
     return [p for p in candidates if (p / "function_app.py").is_file() and p.name != "agents_upstream"]

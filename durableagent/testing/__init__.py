@@ -3,7 +3,8 @@
 - ``ScriptedChatClient``: an Agent Framework chat client answering from a script, in process.
 - ``OfflineChatClient``: the deterministic model an app uses when no credentials are set.
 - ``FakeOpenAIServer``: a local HTTP server the real ``openai`` client talks to (Chat Completions
-  and Responses APIs); ``RemoteFakeOpenAIServer`` programs one running in another process.
+  and Responses APIs, on OpenAI's routes and Azure OpenAI's); ``RemoteFakeOpenAIServer`` programs one
+  running in another process.
 - ``Reply`` / ``ToolCall``: the script both understand.
 """
 
