@@ -22,7 +22,7 @@ from ._errors import shown
 from ._journal import TurnJournal, accepts_middleware
 from ._logs import describe_exception, get_logger
 from ._loop import run_coroutine
-from ._requests import RequestLimits, check_operation_input, is_correlation_id
+from ._requests import RequestLimits, check_operation_input, is_correlation_id, is_queue_name
 from ._response_schema import AnswerRejected, checked_structured_value
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
@@ -200,16 +200,7 @@ class AgentEntity:
             # Whatever path brought it (the management API, a queue, another app), the entity keeps its
             # bounds: the run fails and its URL settles; the conversation is untouched.
             _log.warning("Agent %s refused run %s: %s", self.config.name, correlation_id, problem["code"])
-            refused = Receipt(
-                correlation_id=correlation_id,
-                request_hash=str(request.get("requestHash", "")),
-                status="failed",
-                at=utc_now(),
-                error=problem,
-                message_count=state.message_count,
-            )
-            self._remember(state, session, refused)
-            return refused.to_dict()
+            return self._fail(state, session, request, correlation_id, problem)
         attempt = transcripts.attempt(session, state.turns, correlation_id)
         recovered = attempt.record
         if recovered is not None and recovered.get("correlationId") == correlation_id:
@@ -240,17 +231,7 @@ class AgentEntity:
                 error["code"],
                 describe_exception(exc),
             )
-            receipt = Receipt(
-                correlation_id=correlation_id,
-                request_hash=str(request.get("requestHash", "")),
-                status="failed",
-                at=utc_now(),
-                error=error,
-                message_count=state.message_count,
-            )
-            self._remember(state, session, receipt)
-            self._reply(request, receipt)
-            return receipt.to_dict()
+            return self._fail(state, session, request, correlation_id, error)
         pending = take_pending(run_session)
         if not pending:
             # The agent keeps its own history provider: record the turn from the run itself.
@@ -353,6 +334,27 @@ class AgentEntity:
         self._reply(request, receipt, record)
         return receipt.to_dict()
 
+    def _fail(
+        self,
+        state: AgentState,
+        session: AgentSessionId,
+        request: dict[str, Any],
+        correlation_id: str,
+        error: dict[str, str],
+    ) -> dict[str, Any]:
+        """Record a failed run (its URL settles, a retry gets the same answer) and post its outcome."""
+        receipt = Receipt(
+            correlation_id=correlation_id,
+            request_hash=str(request.get("requestHash", "")),
+            status="failed",
+            at=utc_now(),
+            error=error,
+            message_count=state.message_count,
+        )
+        self._remember(state, session, receipt)
+        self._reply(request, receipt)
+        return receipt.to_dict()
+
     def _remember(
         self, state: AgentState, session: AgentSessionId, receipt: Receipt, turn_record: dict[str, Any] | None = None
     ) -> None:
@@ -367,7 +369,7 @@ class AgentEntity:
 
     def _reply(self, request: dict[str, Any], receipt: Receipt, record: dict[str, Any] | None = None) -> None:
         queue = request.get("replyQueue")
-        if not queue or self.config.reply is None:
+        if not isinstance(queue, str) or not is_queue_name(queue) or self.config.reply is None:
             return
         outcome = {
             "agent": self.config.name,

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Azurite for the session, and free local ports."""
+"""Shared fixtures: a real Azurite for the session, a fake OpenAI server per module, and free local ports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
+from durableagent.testing import FakeOpenAIServer
 
 
 def _free_ports(count: int) -> list[int]:
@@ -66,3 +67,11 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteInstanc
         yield AzuriteInstance(process, ports, location)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeOpenAIServer]:
+    """A fake OpenAI server (the real ``openai`` client talks HTTP to it) for one module's tests; a module
+    that needs another kind (a responder, Azure keys) defines its own ``model``."""
+    with FakeOpenAIServer() as server:
+        yield server

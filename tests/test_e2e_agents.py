@@ -91,15 +91,6 @@ def _env(azurite: AzuriteInstance, model: FakeOpenAIServer, hub: str, tool_dir: 
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer().start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(
     azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:

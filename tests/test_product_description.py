@@ -72,15 +72,6 @@ def _env(azurite: AzuriteInstance, model: FakeOpenAIServer, hub: str) -> dict[st
     }
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer().start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _fresh_model(model: FakeOpenAIServer) -> None:
     model.clear_script()

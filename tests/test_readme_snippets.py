@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -439,15 +438,6 @@ def check_response_block(session: Session, snippet: Snippet) -> None:
 
 
 # The stack -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer().start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _env(azurite: AzuriteInstance, model: FakeOpenAIServer | None) -> dict[str, str]:

@@ -334,15 +334,6 @@ def test_patterns_that_match_still_work() -> None:
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer().start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def host(
     azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HostProcess]:
