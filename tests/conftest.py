@@ -56,10 +56,9 @@ class AzuriteInstance:
         return self.ports.table
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteInstance]:
-    """Azurite on free ports, in memory, for the whole session (started through the host's own code)."""
-    location = tmp_path_factory.mktemp("azurite")
+@contextlib.contextmanager
+def running_azurite(location: Path) -> Iterator[AzuriteInstance]:
+    """An Azurite on free ports, in memory, started through the host's own code; stopped on exit."""
     ports = AzuritePorts(*_free_ports(3))
     process = AzuriteProcess(location, ports=ports, in_memory=True)
     process.start()
@@ -67,6 +66,20 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteInstanc
         yield AzuriteInstance(process, ports, location)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteInstance]:
+    """Azurite for the whole session."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def own_azurite(tmp_path: Path) -> Iterator[AzuriteInstance]:
+    """An Azurite of one test's own: for a test that must see only its own queues or blobs."""
+    with running_azurite(tmp_path / "azurite") as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")

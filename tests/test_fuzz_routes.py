@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from conftest import running_azurite
 from hosttools.hostile import (
     LIBRARY_FUNCTION,
     Answer,
@@ -573,9 +574,11 @@ SYSTEMATIC = [
 
 
 @pytest.fixture(scope="module")
-def fuzz(azurite: Any, model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
-    app_dir = tmp_path_factory.mktemp("fuzz") / "app"
-    with root_app_host(azurite, model.env(), app_dir, "Fuzz") as host:
+def fuzz(model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
+    root = tmp_path_factory.mktemp("fuzz")
+    app_dir = root / "app"
+    # An Azurite of its own: the state probe lists every blob, and the session's Azurite holds thousands.
+    with running_azurite(root / "azurite") as azurite, root_app_host(azurite, model.env(), app_dir, "Fuzz") as host:
         # Something for the hostile requests to find: a session, a run waiting for an answer.
         known = send(
             host.port,

@@ -31,7 +31,6 @@ from azure.core.exceptions import ResourceExistsError
 from conftest import AzuriteInstance
 from hosttools.host_process import HostProcess, assert_eventually, copy_app
 
-from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
 from durableagent.testing import FakeOpenAIServer, Reply
 
 APPS = Path(__file__).parent / "apps"
@@ -562,22 +561,10 @@ def test_health_check_lists_every_agent(weather: Host) -> None:
 # Per-agent functions, each of which can be disabled: AzureWebJobs.<function>.Disabled ----------------------
 
 
-@pytest.fixture
-def own_azurite(tmp_path: Path, free_ports: Any) -> Iterator[AzuriteInstance]:
-    """An Azurite of this test's own: the module's hosts listen on the same queue names."""
-    ports = AzuritePorts(*free_ports(3))
-    process = AzuriteProcess(tmp_path / "azurite", ports=ports, in_memory=True)
-    process.start()
-    try:
-        yield AzuriteInstance(process, ports, tmp_path / "azurite")
-    finally:
-        process.stop()
-
-
 def test_one_agents_function_disabled_by_app_setting(
     own_azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    azurite = own_azurite
+    azurite = own_azurite  # the module's hosts listen on the same queue names
     # WeatherAgent's run function is disabled in local.settings.json, MathAgent's queue trigger by the
     # environment in the form without dots; keys are enforced, as in Azure (`func start` lets every caller
     # in as an admin, and an admin still reaches a disabled HTTP function).
