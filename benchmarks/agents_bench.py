@@ -19,7 +19,11 @@ framework and host cost. Each app runs in its own ``python -m durableagent.devho
     the host commits the entity's new state; the commit timestamp is read from the task hub), which
     leaves out how the HTTP function waits (upstream sleeps 1 s before each read of the state).
     The entity state is read through the durable webhook
-    ``GET /runtime/webhooks/durabletask/entities/<entity>/<key>`` and its size reported.
+    ``GET /runtime/webhooks/durabletask/entities/<entity>/<key>`` and its size reported;
+(d) the physical floor of a turn (ours only, DESIGN §7): one 1 KB blob PUT to the same Azurite plus
+    one loopback HTTP hop (``GET /api/bench/ping``, a trivial function on the same host), one sample
+    of each after every fresh-session turn so that both see the same load; floor = p50 PUT + p50 hop,
+    and the table shows turn p50 / floor.
 
 If driving a session to 1,000 turns would overrun the time budget, that side is measured at the
 turn count it reached, and the table says so. Failures (a non-200 answer, a crash) are reported in
@@ -56,6 +60,8 @@ from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
 APPS = REPO / "benchmarks" / "apps"
 AGENT = "bench"
 RUN_PATH = f"/api/agents/{AGENT}/run"
+PING_PATH = "/api/bench/ping"  # the trivial HTTP function of apps/agents_ours: the floor's loopback hop
+FLOOR_BLOB_BYTES = 1024
 HTTP_TIMEOUT = 120.0  # upstream waits up to 30 x (1 s + a read): above http.client's usual 30 s
 IMPORT_RUNS = 5
 
@@ -276,8 +282,15 @@ class Runner:
         commit_ms = (committed - sent) * 1000 if committed is not None and committed >= sent else None
         return Turn(code, post_ms, commit_ms)
 
-    def measure(self, session: str, count: int, first_number: int) -> list[Turn]:
-        return [self.waiting_turn(session, first_number + i) for i in range(count)]
+    def measure(
+        self, session: str, count: int, first_number: int, between: Callable[[], None] | None = None
+    ) -> list[Turn]:
+        turns = []
+        for i in range(count):
+            turns.append(self.waiting_turn(session, first_number + i))
+            if between is not None:
+                between()
+        return turns
 
     def drive(self, session: str, target: int, deadline: float, chunk: int = 50) -> int:
         """Add turns with fire-and-forget requests until ``target`` or ``deadline``; the turns reached."""
@@ -298,6 +311,58 @@ class Runner:
                     raise RuntimeError(f"{goal - reached} fire-and-forget turns not done after 300 s")
                 time.sleep(0.2)
         return reached
+
+
+class Floor:
+    """A turn's physical floor, sampled beside the turns: one 1 KB blob PUT + one loopback HTTP hop."""
+
+    def __init__(self, runner: Runner, connection_string: str) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        self._runner = runner
+        self._conn = runner.host.connect()  # kept alive, as the client's turn connection is
+        self._container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+            "bench-floor"
+        )
+        with contextlib.suppress(Exception):
+            self._container.create_container()
+        self._data = os.urandom(FLOOR_BLOB_BYTES // 2).hex().encode()
+        self.puts: list[float] = []
+        self.hops: list[float] = []
+        self.errors: list[str] = []
+
+    def close(self) -> None:
+        self._conn.close()
+        self._container.close()
+
+    def sample(self) -> None:
+        try:
+            began = time.perf_counter()
+            self._container.upload_blob(f"floor/{len(self.puts) % 10}.json", self._data, overwrite=True)
+            self.puts.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            self._conn.request("GET", PING_PATH)
+            response = self._conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{PING_PATH} answered {response.status}")
+            self.hops.append((time.perf_counter() - began) * 1000)
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._conn.close()
+            self._conn = self._runner.host.connect()
+
+    def summary(self) -> dict[str, Any]:
+        if not self.puts or not self.hops:
+            return {"errors": sorted(set(self.errors)) or ["no samples"]}
+        put, hop = percentile(self.puts, 50), percentile(self.hops, 50)
+        return {
+            "samples": min(len(self.puts), len(self.hops)),
+            "put_p50_ms": put,
+            "hop_p50_ms": hop,
+            "floor_ms": put + hop,
+            "errors": sorted(set(self.errors)),
+        }
 
 
 def progress(text: str) -> None:
@@ -334,8 +399,17 @@ def bench_side(side: Side, args: argparse.Namespace, work: Path, azurite: Azurit
             result["warmup_failed"] = sum(1 for t in warm if t.status != 200)
 
             progress(f"{side.label}: {args.overhead_turns} turns of a fresh session")
-            fresh = Level(0, 0, runner.measure("overhead", args.overhead_turns, 1))
+            floor = Floor(runner, azurite.connection_string) if side is OURS else None
+            try:
+                fresh = Level(0, 0, runner.measure("overhead", args.overhead_turns, 1, floor and floor.sample))
+            finally:
+                if floor is not None:
+                    floor.close()
             result["overhead"] = fresh.summary()
+            if floor is not None:
+                result["floor"] = floor.summary()
+                if result["floor"].get("floor_ms") and result["overhead"]["post_p50_ms"] is not None:
+                    result["floor"]["turn_over_floor"] = result["overhead"]["post_p50_ms"] / result["floor"]["floor_ms"]
 
             progress(f"{side.label}: {args.measure} turns at {args.small} prior turns")
             small = runner.drive("growth", args.small, time.monotonic() + 120)
@@ -435,6 +509,10 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     row("  p99", turns("overhead", "post_p99_ms"), "ms")
     row("  entity commit (POST sent -> state committed) p50", turns("overhead", "commit_p50_ms"), "ms")
     row("  entity commit p99", turns("overhead", "commit_p99_ms"), "ms")
+    floor = ours.get("floor") or {}
+    rows.append(("  floor: 1 KB blob PUT p50 (ours' run)", _fmt(floor.get("put_p50_ms"), "ms"), "", ""))
+    rows.append(("  floor: loopback HTTP hop p50 (ours' run)", _fmt(floor.get("hop_p50_ms"), "ms"), "", ""))
+    rows.append(("  turn p50 / floor (PUT + hop)", _fmt(floor.get("turn_over_floor"), "x"), "", ""))
 
     measured = _get(ours, "small", "measured") or _get(upstream, "small", "measured")
     for level in ("small", "large"):
@@ -489,6 +567,8 @@ def notes(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
         for level in ("overhead", "small", "large"):
             for error in _get(side, level, "errors") or []:
                 lines.append(f"{label}, {level}: {error}")
+        for error in _get(side, "floor", "errors") or []:
+            lines.append(f"{label}, floor: {error}")
         if side.get("warmup_failed"):
             lines.append(f"{label}: {side['warmup_failed']} of 2 warm-up turns failed")
     return lines
@@ -587,6 +667,10 @@ def main() -> int:
     print(
         "POST->200: the waiting HTTP request, end to end. Upstream sleeps poll_interval_seconds (default 1 s) "
         "before each read of the entity state; ours reads at once, then backs off from 5 ms."
+    )
+    print(
+        "floor (DESIGN §7): one 1 KB blob PUT to the same Azurite + one GET of a trivial HTTP function on the "
+        "same host, sampled after each fresh-session turn; floor = p50 PUT + p50 hop."
     )
     print(
         "entity commit: POST sent -> the host commits the entity's new state (task hub timestamp): the "
