@@ -27,6 +27,7 @@ from ._response_schema import AnswerRejected, checked_structured_value
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
+from ._wakeups import notify
 from ._window import take_pending
 
 _log = get_logger("durableagent.entity")
@@ -123,6 +124,11 @@ class AgentEntity:
                 context.set_state(state.get_state())
                 context.set_result(self._orchestration_result(session, result))
                 return
+            context.set_state(state.get_state())
+            context.set_result(result)
+            # A request waiting in this process looks at the state now rather than at its next poll.
+            notify(waiter_key(session), str(request.get("correlationId")))
+            return
         elif operation == GET_STATE:
             result = self._conversation(state, session)
         elif operation == RESET:
@@ -214,14 +220,15 @@ class AgentEntity:
                 correlation_id,
                 len(journal.entries),
             )
-        before = AgentSession.from_dict(state.session.to_dict())
+        # The run changes the session in place; a failure puts back the stored one, decoded only then.
+        before = state.session_snapshot()
         try:
             response, run_session = self._call_agent(state, session, request, journal)
             value = None
             if request.get("responseSchema") is not None:
                 value = _checked_structured_value(response, request["responseSchema"])
         except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
-            state.session = before
+            state.rollback_session(before)
             error = classify_failure(exc)
             # The code and the exception's type and place; its text may echo the model request.
             _log.warning(
@@ -260,7 +267,8 @@ class AgentEntity:
     def _call_agent(
         self, state: AgentState, session: AgentSessionId, request: dict[str, Any], journal: TurnJournal
     ) -> tuple[AgentResponse, AgentSession]:
-        run_session = AgentSession.from_dict(state.session.to_dict())
+        # No copy: the session was decoded for this operation alone, and a failed run rolls it back.
+        run_session = state.session
         options: dict[str, Any] = {}
         if request.get("enableToolCalls") is False:
             options["tool_choice"] = "none"
@@ -389,6 +397,11 @@ class AgentEntity:
                 queue,
                 describe_exception(exc),
             )
+
+
+def waiter_key(session: AgentSessionId) -> str:
+    """The session's name in ``_wakeups``: the same for the entity and the HTTP function that waits."""
+    return f"{session.name.lower()}/{session.key}"
 
 
 def summary(state: AgentState, session: AgentSessionId) -> dict[str, Any]:

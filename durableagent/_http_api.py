@@ -20,9 +20,10 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
+from . import _wakeups
 from ._bodies import parse_json_object
 from ._conversation import conversation
-from ._entity import DELETE, RUN_AGENT
+from ._entity import DELETE, RUN_AGENT, waiter_key
 from ._errors import (
     AGENT_NOT_FOUND,
     INTERNAL_ERROR,
@@ -54,6 +55,8 @@ _log = get_logger("durableagent.http")
 
 _FIRST_POLL_SECONDS = 0.005
 _MAX_POLL_SECONDS = 0.25
+# After the entity said it finished a run in this process: the host commits its state just after.
+_AFTER_WAKE_SECONDS = 0.001
 # How long after acceptance an unknown run is reported as pending (202) rather than unknown (404).
 _PENDING_WINDOW_SECONDS = 3600.0
 MAX_PAGE_SIZE = 200
@@ -137,19 +140,24 @@ class AgentHttpApi:
             wait_override=wait,
         )
         entity_id = request.session.to_entity_id()
-        state = await _read_state(client, entity_id)
-        receipt = _receipt(state, request.correlation_id)
-        if receipt is None and state is not None and request.correlation_supplied:
-            # A caller's id may belong to a run whose receipt left the state: one read settles it.
-            receipt = await self._stored_receipt(request.session, request.correlation_id)
-        if receipt is not None:
-            check_idempotency(receipt.request_hash or None, request)
-            return await self._outcome(request, receipt)
-        await client.signal_entity(entity_id, RUN_AGENT, request.to_operation_input())
+        if request.correlation_supplied:
+            # Only a caller's id can have run before (ours are new): answer a retry without signalling.
+            state = await _read_state(client, entity_id)
+            receipt = _receipt(state, request.correlation_id)
+            if receipt is None and state is not None:
+                # A caller's id may belong to a run whose receipt left the state: one read settles it.
+                receipt = await self._stored_receipt(request.session, request.correlation_id)
+            if receipt is not None:
+                check_idempotency(receipt.request_hash or None, request)
+                return await self._outcome(request, receipt)
         if request.wait_for_response is False:
+            await client.signal_entity(entity_id, RUN_AGENT, request.to_operation_input())
             return self._accepted(req, request)
         timeout = min(request.timeout_seconds or self.settings.wait_timeout_seconds, self.settings.wait_timeout_seconds)
-        receipt = await self.wait_for_receipt(client, request.session, request.correlation_id, timeout)
+        # Watch before signalling: the entity may finish before the first look.
+        with _wakeups.watch(waiter_key(request.session), request.correlation_id) as woken:
+            await client.signal_entity(entity_id, RUN_AGENT, request.to_operation_input())
+            receipt = await self.wait_for_receipt(client, request.session, request.correlation_id, timeout, woken)
         if receipt is None:
             return self._accepted(req, request)
         check_idempotency(receipt.request_hash or None, request)
@@ -174,7 +182,13 @@ class AgentHttpApi:
         session: AgentSessionId,
         correlation_id: str,
         timeout: float,
+        woken: asyncio.Event | None = None,
     ) -> Receipt | None:
+        """Read the state until the run's receipt shows: at once, then backing off.
+
+        ``woken`` (from ``_wakeups.watch``) is set when the entity finished the run in this process:
+        the wait then looks again shortly, as the host commits the state just after the operation.
+        """
         deadline = time.monotonic() + timeout
         delay = _FIRST_POLL_SECONDS
         entity_id = session.to_entity_id()
@@ -187,8 +201,20 @@ class AgentHttpApi:
                 receipt = await self._stored_receipt(session, correlation_id)
             if receipt is not None or time.monotonic() >= deadline:
                 return receipt
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, _MAX_POLL_SECONDS)
+            pause = min(delay, max(0.0, deadline - time.monotonic()))
+            if woken is None or woken.is_set():
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, _MAX_POLL_SECONDS)
+                continue
+            try:
+                await asyncio.wait_for(woken.wait(), pause)
+            except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11; a distinct class on 3.10
+                delay = min(delay * 2, _MAX_POLL_SECONDS)
+                continue
+            # The operation returned and the host commits its state right after: look again soon,
+            # backing off from there (the hint is spent; later looks follow the schedule).
+            await asyncio.sleep(min(_AFTER_WAKE_SECONDS, max(0.0, deadline - time.monotonic())))
+            delay = _AFTER_WAKE_SECONDS
 
     def _accepted(self, req: func.HttpRequest, request: RunRequest) -> func.HttpResponse:
         url = _run_url(req, request.session, request.correlation_id)

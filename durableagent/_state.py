@@ -88,6 +88,9 @@ class AgentState:
     updated_at: str = field(default_factory=utc_now)
     receipts: OrderedDict[str, Receipt] = field(default_factory=OrderedDict)
     last_response_turn: int | None = None
+    # The session as it was stored (serialized), when restored from storage: what a failed run rolls
+    # back to, decoded only then, so a turn decodes the session once (issue 13).
+    _stored_session: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     # The window ----------------------------------------------------------------------------------
 
@@ -97,8 +100,9 @@ class AgentState:
     def window(self) -> list[dict[str, Any]]:
         slot = self.session.state.setdefault(WINDOW_SOURCE_ID, {})
         messages: list[Any] = slot.setdefault("messages", [])
-        # AgentSession.from_dict revives typed dicts into Message objects; keep plain dicts here.
-        messages[:] = [as_message_dict(m) for m in messages]
+        # Plain dicts here (decode_session keeps them so); a Message someone put in is converted once.
+        if not all(type(m) is dict for m in messages):
+            messages[:] = [as_message_dict(m) for m in messages]
         return messages
 
     def window_messages(self) -> list[Message]:
@@ -139,11 +143,21 @@ class AgentState:
     def trim(self, limits: StateLimits) -> None:
         """Drop the oldest window messages until within bounds, never starting mid tool exchange."""
         window = self.window
-        while window and (len(window) > limits.window_messages or _size(window) > limits.window_bytes):
+        # Each message is measured once: the compact JSON of a list is its items' JSON, a comma
+        # between each two and the brackets, so the sum equals _size(window) without re-encoding it.
+        sizes = [_size(m) for m in window]
+        total = sum(sizes) + max(len(sizes) - 1, 0) + 2
+
+        def drop() -> None:
+            nonlocal total
             window.pop(0)
+            total -= sizes.pop(0) + (1 if sizes else 0)
+
+        while window and (len(window) > limits.window_messages or total > limits.window_bytes):
+            drop()
             # A window must start at a user turn: drop the rest of a cut exchange too.
             while window and window[0].get("role") not in ("user", "system"):
-                window.pop(0)
+                drop()
 
     # Receipts ------------------------------------------------------------------------------------
 
@@ -166,7 +180,7 @@ class AgentState:
         """The JSON-ready state, with its schema version."""
         return {
             "schemaVersion": SCHEMA_VERSION,
-            "session": self.session.to_dict(),
+            "session": encode_session(self.session),
             "turns": self.turns,
             "messageCount": self.message_count,
             "createdAt": self.created_at,
@@ -193,7 +207,8 @@ class AgentState:
                 f"agent state schema version {version!r} is not supported (expected {SCHEMA_VERSION}); "
                 "the stored state is left as it is"
             )
-        self.session = AgentSession.from_dict(data["session"])
+        self.session = decode_session(data["session"])
+        self._stored_session = data["session"]
         self.turns = int(data.get("turns", 0))
         self.message_count = int(data.get("messageCount", 0))
         self.created_at = str(data.get("createdAt") or utc_now())
@@ -210,6 +225,19 @@ class AgentState:
         if data:
             state.restore_state(data)
         return state
+
+    def session_snapshot(self) -> dict[str, Any]:
+        """The session as stored, serialized: what ``rollback_session`` returns to.
+
+        Cheap after a restore (the stored form is kept); call it before the session changes.
+        """
+        if self._stored_session is not None:
+            return self._stored_session
+        return encode_session(self.session)
+
+    def rollback_session(self, snapshot: dict[str, Any]) -> None:
+        """Put back the session a failed run may have changed (``snapshot`` from ``session_snapshot``)."""
+        self.session = decode_session(snapshot)
 
     def reset(self) -> None:
         """Forget the conversation (window, counters, receipts); a new session id is issued."""
@@ -241,6 +269,45 @@ def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schemaVersion": 2, "messageCount": turns, "receipts": receipts}
 
 
+def encode_session(session: AgentSession) -> dict[str, Any]:
+    """``session.to_dict()``, without walking our window: its messages are already JSON-ready dicts.
+
+    The result is what ``AgentSession.to_dict()`` gives (Agent Framework's own format); only the
+    recursive walk over up to ``window_messages`` stored messages, the bulk of the work, is skipped.
+    """
+    slot = session.state.get(WINDOW_SOURCE_ID)
+    messages = slot.get("messages") if isinstance(slot, dict) else None
+    if not isinstance(messages, list) or not all(type(m) is dict for m in messages):
+        return session.to_dict()
+    assert isinstance(slot, dict)
+    del slot["messages"]
+    try:
+        data = session.to_dict()
+    finally:
+        slot["messages"] = messages
+    data["state"][WINDOW_SOURCE_ID]["messages"] = list(messages)
+    return data
+
+
+def decode_session(data: dict[str, Any]) -> AgentSession:
+    """``AgentSession.from_dict(data)``, except that our window's messages stay plain dicts.
+
+    ``from_dict`` would revive each stored message into a ``Message``, which the window turns back
+    into a dict at once; the model sees them through our history provider, which revives them itself.
+    ``data`` is not changed (each message dict is copied), so it can be decoded again on a rollback.
+    """
+    state = data.get("state")
+    slot = state.get(WINDOW_SOURCE_ID) if isinstance(state, dict) else None
+    messages = slot.get("messages") if isinstance(slot, dict) else None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return AgentSession.from_dict(data)
+    assert isinstance(state, dict) and isinstance(slot, dict)
+    rest = {k: v for k, v in slot.items() if k != "messages"}
+    session = AgentSession.from_dict({**data, "state": {**state, WINDOW_SOURCE_ID: rest}})
+    session.state.setdefault(WINDOW_SOURCE_ID, {})["messages"] = [dict(m) for m in messages]
+    return session
+
+
 def as_message_dict(message: Any) -> dict[str, Any]:
     """A window entry as a plain dict, whether stored as a dict or revived as a ``Message``."""
     if isinstance(message, Message):
@@ -248,5 +315,5 @@ def as_message_dict(message: Any) -> dict[str, Any]:
     return dict(message)
 
 
-def _size(window: list[dict[str, Any]]) -> int:
-    return len(json.dumps(window, separators=(",", ":")))
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
