@@ -194,15 +194,20 @@ class _EntityClient:
         self.reads = 0
         self.signals = 0
         self.threads: list[threading.Thread] = []
+        self.looked = threading.Event()
 
     async def read_entity_state(self, entity_id: Any) -> _Read:
         self.reads += 1
-        return _Read(self.state is not None, self.state)
+        found = _Read(self.state is not None, self.state)
+        self.looked.set()
+        return found
 
     async def signal_entity(self, entity_id: Any, operation: str, operation_input: Any = None) -> None:
         self.signals += 1
 
         def operate() -> None:
+            # The run finishes after the waiter's first look, so only a wake-up makes it look again soon.
+            self.looked.wait(30)
             context = FakeContext(operation, entity_id.key, self.state, operation_input)
             self.entity(context)  # notifies the waiter as it returns ...
             self.state = json.loads(json.dumps(context.state))  # ... and the host commits after that
@@ -254,8 +259,8 @@ def test_a_waiting_run_is_woken_by_its_entity_and_our_fresh_id_is_not_looked_up(
     assert response.status_code == 200, response.get_body()
     assert json.loads(response.get_body())["response"] == "hi there"
     assert client.signals == 1
-    # No look before signalling (the id is ours, so new); then the first look, and one after the wake-up
-    # (or a few, if the commit came a moment after it).
+    # No look before signalling (the id is ours, so new); then the first look, which missed, and one after
+    # the wake-up (or a few, if the commit came a moment after it): the next poll was a minute away.
     assert 2 <= client.reads < 20
     assert _wakeups.waiting() == 0
 
