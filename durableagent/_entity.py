@@ -248,7 +248,7 @@ class AgentEntity:
             "correlationId": correlation_id,
             "receivedAt": str(request.get("receivedAt") or started_at),  # when the user said it
             "createdAt": utc_now(),  # when the agent's answer was complete
-            "request": {"role": request.get("role", "user"), "message": request["message"]},
+            "request": {"role": _role(request), "message": request["message"]},
             "messages": pending,
             "response": response.to_dict(),
             "text": response.text,
@@ -415,8 +415,13 @@ def summary(state: AgentState, session: AgentSessionId) -> dict[str, Any]:
     }
 
 
+def _role(request: dict[str, Any]) -> str:
+    # As the edge normalises it: an input that came another way may say " User ".
+    return str(request.get("role", "user")).strip().lower()
+
+
 def _user_message(request: dict[str, Any]) -> Message:
-    return Message(role=str(request.get("role", "user")), contents=[str(request["message"])])
+    return Message(role=_role(request), contents=[str(request["message"])])
 
 
 def _usage(response: AgentResponse) -> dict[str, Any] | None:

@@ -469,3 +469,12 @@ def test_a_run_without_a_usable_correlation_id_changes_nothing(given: Any) -> No
     entity(context)
     assert context.result["error"]["code"] == "invalid_correlation_id"
     assert len(client.calls) == 1 and AgentState.from_state(context.state).turns == 1
+
+
+def test_a_role_from_another_path_is_normalised_as_the_edge_does() -> None:
+    entity, client, transcripts = make()
+    context = FakeContext("run_agent", "s1", None, {"message": "hi", "correlationId": "c1", "role": " User "})
+    entity(context)
+    assert context.result["status"] == "success"
+    assert [m.role for m in client.calls[-1].messages] == ["user"]
+    assert transcripts.read_turn(AgentSessionId("Joker", "s1"), 0)["request"]["role"] == "user"
