@@ -9,13 +9,12 @@ and refuses any other key. Nothing in the app changes. (Its other Azure path, Mi
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import AzuriteInstance
-from hosttools.host_process import REPO, HostProcess
+from hosttools.host_process import HostProcess, root_app_host
 
 from durableagent.testing import FakeOpenAIServer, Reply
 
@@ -35,17 +34,7 @@ def host(
     azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HostProcess]:
     app_dir = tmp_path_factory.mktemp("azure-root") / "app"
-    app_dir.mkdir()
-    for name in ("function_app.py", "host.json", "local.settings.sample.json"):
-        shutil.copy(REPO / name, app_dir / name)
-    env = {
-        **model.azure_env(DEPLOYMENT),
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TASKHUB_NAME": "AzureRootApp",
-        "OPENAI_API_KEY": "",
-        "PYTHONPATH": str(REPO),
-    }
-    with HostProcess(app_dir, env=env) as proc:
+    with root_app_host(azurite, {**model.azure_env(DEPLOYMENT), "OPENAI_API_KEY": ""}, app_dir, "AzureRootApp") as proc:
         yield proc
 
 
@@ -75,19 +64,9 @@ def test_a_wrong_key_is_reported_as_a_model_failure(
     azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     app_dir = tmp_path_factory.mktemp("azure-root-bad-key") / "app"
-    app_dir.mkdir()
-    for name in ("function_app.py", "host.json", "local.settings.sample.json"):
-        shutil.copy(REPO / name, app_dir / name)
-    env = {
-        **model.azure_env(DEPLOYMENT),
-        "AZURE_OPENAI_API_KEY": "not-the-key",
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TASKHUB_NAME": "AzureRootBadKey",
-        "OPENAI_API_KEY": "",
-        "PYTHONPATH": str(REPO),
-    }
+    env = {**model.azure_env(DEPLOYMENT), "AZURE_OPENAI_API_KEY": "not-the-key", "OPENAI_API_KEY": ""}
     model.clear_requests()
-    with HostProcess(app_dir, env=env) as proc:
+    with root_app_host(azurite, env, app_dir, "AzureRootBadKey") as proc:
         code, body = call(proc, "POST", "/api/agents/Assistant/run", {"message": "hi", "sessionId": "bad"})
     assert code >= 400 and body["status"] != "success", body
     assert "Access denied" not in json.dumps(body)  # the model client's text never reaches the caller

@@ -32,13 +32,13 @@ from urllib.parse import quote
 
 import pytest
 from conftest import running_azurite
+from hosttools.host_process import root_app_host
 from hosttools.hostile import (
     LIBRARY_FUNCTION,
     Answer,
     StateProbe,
     error_shape_problem,
     leaks,
-    root_app_host,
     send,
     task_hub_database,
 )

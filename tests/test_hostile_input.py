@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
-from hosttools.host_process import HostProcess, assert_eventually
+from hosttools.host_process import HostProcess, assert_eventually, root_app_host
 from hosttools.hostile import (
     INSTRUCTIONS,
     LIBRARY_FUNCTION,
@@ -27,7 +27,6 @@ from hosttools.hostile import (
     StateProbe,
     error_shape_problem,
     leaks,
-    root_app_host,
     send,
     task_hub_database,
 )

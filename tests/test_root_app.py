@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hosttools.host_process import REPO, HostProcess
+from hosttools.host_process import HostProcess, root_app_host
 
 pytestmark = pytest.mark.e2e
 
@@ -17,17 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def host(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     app_dir = tmp_path_factory.mktemp("root") / "app"
-    app_dir.mkdir()
-    for name in ("function_app.py", "host.json", "local.settings.sample.json"):
-        shutil.copy(REPO / name, app_dir / name)
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TASKHUB_NAME": "RootApp",
-        "AZURE_OPENAI_ENDPOINT": "",
-        "OPENAI_API_KEY": "",
-        "PYTHONPATH": str(REPO),
-    }
-    with HostProcess(app_dir, env=env) as proc:
+    with root_app_host(azurite, {"OPENAI_API_KEY": ""}, app_dir, "RootApp") as proc:  # the offline model
         yield proc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,22 @@ def assert_eventually(check: Callable[[], bool], timeout: float = 30.0, message:
             return
         time.sleep(0.05)
     raise AssertionError(message or "condition not met in time")
+
+
+@contextlib.contextmanager
+def root_app_host(azurite: Any, model_env: Mapping[str, str], app_dir: Path, hub: str) -> Iterator[HostProcess]:
+    """The repository's own ``function_app.py`` on the local host; ``model_env`` picks its model (the fake
+    OpenAI server's environment, Azure's, or ``{"OPENAI_API_KEY": ""}`` for the offline one) and wins."""
+    app_dir.mkdir(parents=True)
+    for name in ("function_app.py", "host.json", "local.settings.sample.json"):
+        shutil.copy(REPO / name, app_dir / name)
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "TASKHUB_NAME": hub,
+        "AZURE_OPENAI_ENDPOINT": "",
+        **model_env,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "PYTHONPATH": str(REPO),
+    }
+    with HostProcess(app_dir, env=env) as proc:
+        yield proc

@@ -7,16 +7,13 @@ import hashlib
 import http.client
 import json
 import re
-import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from hosttools.host_process import REPO, HostProcess
 
 # What the root app's agents are told (function_app.py): none of it may reach a caller.
 INSTRUCTIONS = (
@@ -38,24 +35,6 @@ LEAK_PATTERNS = (
 LIBRARY_FUNCTION = re.compile(
     r"Executing 'Functions\.(agent-assistant-[a-z-]+|agents-[a-z-]+|workflows-[a-z]+|health)'"
 )
-
-
-@contextlib.contextmanager
-def root_app_host(azurite: Any, model_env: Mapping[str, str], app_dir: Path, hub: str) -> Iterator[HostProcess]:
-    """The repository's own ``function_app.py`` on the local host, its model the fake OpenAI server."""
-    app_dir.mkdir(parents=True)
-    for name in ("function_app.py", "host.json", "local.settings.sample.json"):
-        shutil.copy(REPO / name, app_dir / name)
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TASKHUB_NAME": hub,
-        "AZURE_OPENAI_ENDPOINT": "",
-        **model_env,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "PYTHONPATH": str(REPO),
-    }
-    with HostProcess(app_dir, env=env) as proc:
-        yield proc
 
 
 @dataclass
