@@ -23,7 +23,13 @@ from ._journal import TurnJournal, accepts_middleware
 from ._logs import describe_exception, get_logger
 from ._loop import run_coroutine
 from ._requests import RequestLimits, check_operation_input, is_correlation_id, is_queue_name
-from ._response_schema import AnswerRejected, checked_structured_value
+from ._response_schema import (
+    AnswerRejected,
+    ResponseSchemaError,
+    SchemaAnalysis,
+    check_response_schema,
+    checked_structured_value,
+)
 from ._session_id import AgentSessionId, key_from_entity_key
 from ._state import AgentState, Receipt, StateLimits, StateSchemaError, utc_now
 from ._transcript import TranscriptStore
@@ -98,6 +104,8 @@ class AgentEntity:
 
     def __init__(self, config: EntityConfig) -> None:
         self.config = config
+        # Whether the turn journal can be attached: a signature look-up, done once, not on every turn.
+        self._journaled = accepts_middleware(config.agent)
 
     def __call__(self, context: df.DurableEntityContext) -> None:
         operation = (context.operation_name or "").lower()
@@ -202,6 +210,13 @@ class AgentEntity:
             # A redelivered or retried request: answer from the record, never call the model again.
             return {**known.to_dict(), "duplicate": True}
         problem = check_operation_input(request, self.config.request_limits)
+        analysis: SchemaAnalysis | None = None
+        if problem is None and request.get("responseSchema") is not None:
+            # Before any model call, whichever path the schema came by; analysed once, kept for the answer.
+            try:
+                analysis = check_response_schema(request["responseSchema"])
+            except ResponseSchemaError as exc:
+                problem = {"code": "invalid_response_schema", "message": str(exc)}
         if problem is not None:
             # Whatever path brought it (the management API, a queue, another app), the entity keeps its
             # bounds: the run fails and its URL settles; the conversation is untouched.
@@ -225,8 +240,8 @@ class AgentEntity:
         try:
             response, run_session = self._call_agent(state, session, request, journal)
             value = None
-            if request.get("responseSchema") is not None:
-                value = _checked_structured_value(response, request["responseSchema"])
+            if analysis is not None:
+                value = _checked_structured_value(response, request["responseSchema"], analysis)
         except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
             state.rollback_session(before)
             error = classify_failure(exc)
@@ -286,7 +301,7 @@ class AgentEntity:
         # ``options`` is Agent's keyword, not part of the SupportsAgentRun protocol: pass it only when set.
         agent: Any = self.config.agent
         extra: dict[str, Any] = {"options": options} if options else {}
-        if accepts_middleware(agent):
+        if self._journaled:
             extra["middleware"] = journal.middleware()
 
         async def run() -> AgentResponse:
@@ -431,10 +446,12 @@ def _usage(response: AgentResponse) -> dict[str, Any] | None:
     return {k: v for k, v in dict(usage).items() if isinstance(v, int | float | str)}
 
 
-def _checked_structured_value(response: AgentResponse, schema: dict[str, Any]) -> Any:
+def _checked_structured_value(
+    response: AgentResponse, schema: dict[str, Any], analysis: SchemaAnalysis | None = None
+) -> Any:
     # Bounded parsing and validation (no fetching, counted work, regex timeouts) live in _response_schema.
     try:
-        return checked_structured_value(response, schema)
+        return checked_structured_value(response, schema, analysis)
     except AnswerRejected as exc:
         raise StructuredOutputError(str(exc)) from None
 

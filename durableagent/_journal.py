@@ -31,6 +31,7 @@ from agent_framework import (
     FunctionMiddleware,
     ResponseStream,
 )
+from agent_framework.exceptions import MiddlewareException, UserInputRequiredException
 
 from ._logs import get_logger
 from ._session_id import AgentSessionId
@@ -199,9 +200,7 @@ class _FunctionJournal(FunctionMiddleware):
 
 def _is_control_flow(exc: Exception) -> bool:
     # Agent Framework steers its loop with these (termination, approval, user input): not a tool result.
-    from agent_framework.exceptions import MiddlewareException
-
-    return isinstance(exc, MiddlewareException) or type(exc).__name__ == "UserInputRequiredException"
+    return isinstance(exc, MiddlewareException | UserInputRequiredException)
 
 
 def _encode_result(result: Any) -> dict[str, Any] | None:

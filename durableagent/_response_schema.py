@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._bodies import json_depth
+
 if TYPE_CHECKING:
     from agent_framework import AgentResponse
 
@@ -422,16 +424,24 @@ class _Budget:
 _BUDGET: contextvars.ContextVar[_Budget] = contextvars.ContextVar("durableagent_schema_budget")
 
 
-def checked_structured_value(response: AgentResponse, schema: Mapping[str, Any]) -> Any:
+def checked_structured_value(
+    response: AgentResponse, schema: Mapping[str, Any], analysis: SchemaAnalysis | None = None
+) -> Any:
     """The model's structured answer, parsed and validated against ``schema`` within every bound.
+
+    Args:
+        response: The model's answer.
+        schema: The caller's ``response_schema``.
+        analysis: ``check_response_schema(schema)``, when the caller has it already.
 
     Raises:
         AnswerRejected: The answer is not JSON, does not match, or checking it hit a bound.
     """
-    try:
-        analysis = check_response_schema(schema)
-    except ResponseSchemaError as exc:  # an orchestration's schema reaches the entity unchecked
-        raise AnswerRejected(f"The response schema was refused: {exc}") from None
+    if analysis is None:
+        try:
+            analysis = check_response_schema(schema)
+        except ResponseSchemaError as exc:
+            raise AnswerRejected(f"The response schema was refused: {exc}") from None
     value = structured_value(response)
     validate_answer(value, analysis)
     return value
@@ -444,38 +454,23 @@ def structured_value(response: AgentResponse) -> Any:
         AnswerRejected: The answer is too large, too deep, or not JSON.
     """
     text = response.text
-    if len(text) > MAX_ANSWER_BYTES or len(text.encode("utf-8")) > MAX_ANSWER_BYTES:
+    if len(text) > MAX_ANSWER_BYTES or len(raw := text.encode("utf-8")) > MAX_ANSWER_BYTES:
         raise AnswerRejected(f"The model's answer is larger than {MAX_ANSWER_BYTES} bytes.")
-    too_deep = AnswerRejected(f"The model's answer nests deeper than {MAX_ANSWER_DEPTH} levels.")
+    # The linear scan the request bodies get: nothing deeper is ever parsed, so no RecursionError either.
+    if json_depth(raw) > MAX_ANSWER_DEPTH:
+        raise AnswerRejected(f"The model's answer nests deeper than {MAX_ANSWER_DEPTH} levels.")
     try:
         value = response.value
-    except RecursionError:
-        raise too_deep from None
     except Exception:  # not JSON by the framework's reading: try the whole text below
         value = None
     if value is None:
         try:
             value = json.loads(text)
-        except RecursionError:
-            raise too_deep from None
         except ValueError:
             raise AnswerRejected("The model's answer is not JSON, but a response schema was requested.") from None
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
-    if _depth_over(value, MAX_ANSWER_DEPTH):
-        raise too_deep
     return value
-
-
-def _depth_over(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
 
 
 def validate_answer(value: Any, analysis: SchemaAnalysis) -> None:
@@ -615,12 +610,7 @@ def _additional_properties(validator: Any, additional: Any, instance: Any, schem
     if not isinstance(instance, dict):
         return
     extras = [key for key in instance if not _declared(key, schema)]
-    if additional is False:
-        if extras:
-            yield _error(f"additional properties are not allowed ({', '.join(map(repr, extras[:5]))})")
-        return
-    for key in extras:
-        yield from validator.descend(instance[key], additional, path=key)
+    yield from _other_properties(validator, additional, instance, extras, "additional")
 
 
 def _valid(errors: Iterator[Any]) -> bool:
@@ -694,12 +684,17 @@ def _unevaluated_properties(validator: Any, unevaluated: Any, instance: Any, sch
         return
     evaluated = _evaluated(validator, instance, schema)
     extras = [key for key in instance if key not in evaluated]
-    if unevaluated is False:
+    yield from _other_properties(validator, unevaluated, instance, extras, "unevaluated")
+
+
+def _other_properties(validator: Any, subschema: Any, instance: Any, extras: list[str], kind: str) -> Iterator[Any]:
+    """``additionalProperties``/``unevaluatedProperties``: ``false`` refuses ``extras``, a schema checks each."""
+    if subschema is False:
         if extras:
-            yield _error(f"unevaluated properties are not allowed ({', '.join(map(repr, extras[:5]))})")
+            yield _error(f"{kind} properties are not allowed ({', '.join(map(repr, extras[:5]))})")
         return
     for key in extras:
-        yield from validator.descend(instance[key], unevaluated, path=key)
+        yield from validator.descend(instance[key], subschema, path=key)
 
 
 def _unevaluated_items(validator: Any, unevaluated: Any, instance: Any, schema: Any) -> Iterator[Any]:

@@ -161,9 +161,7 @@ def test_kills_repeat_only_calls_in_flight(azurite: AzuriteInstance, tmp_path: P
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "TASKHUB_NAME": "CrashAgents",
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test",
-        "OPENAI_MODEL": "fake-model",
+        **model.env(),
         "CRASH_LOG_DIR": str(events_dir),
         "DURABLEAGENT_QUEUE_LEASE_SECONDS": "3",
         "NO_PROXY": "127.0.0.1,localhost",

@@ -82,9 +82,7 @@ def _env(azurite: AzuriteInstance, model: FakeOpenAIServer, hub: str, tool_dir: 
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "TASKHUB_NAME": hub,
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test",
-        "OPENAI_MODEL": "fake-model",
+        **model.env(),
         "TOOL_LOG_DIR": str(tool_dir),
         "NO_PROXY": "127.0.0.1,localhost",
     }

@@ -64,9 +64,7 @@ def _env(azurite: AzuriteInstance, model: FakeOpenAIServer, hub: str) -> dict[st
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "TASKHUB_NAME": hub,
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test",
-        "OPENAI_MODEL": "fake-model",
+        **model.env(),
         "NO_PROXY": "127.0.0.1,localhost",
     }
 

@@ -451,7 +451,7 @@ def _env(azurite: AzuriteInstance, model: FakeOpenAIServer | None) -> dict[str, 
         "PYTHONPATH": str(REPO),
     }
     if model is not None:
-        env.update({"OPENAI_API_KEY": "test", "OPENAI_BASE_URL": model.base_url, "OPENAI_MODEL": "fake-model"})
+        env.update(model.env())
     return env
 
 

@@ -342,9 +342,7 @@ def host(
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "TASKHUB_NAME": "SchemaSafety",
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test",
-        "OPENAI_MODEL": "fake-model",
+        **model.env(),
         "TOOL_LOG_DIR": str(root / "tools"),
         "NO_PROXY": "127.0.0.1,localhost",
     }
