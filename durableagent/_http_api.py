@@ -8,6 +8,7 @@ off; a wait that runs out answers 202 with a URL that gives the result later, ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -57,6 +58,9 @@ _FIRST_POLL_SECONDS = 0.005
 _MAX_POLL_SECONDS = 0.25
 # After the entity said it finished a run in this process: the host commits its state just after.
 _AFTER_WAKE_SECONDS = 0.001
+# A waiter watching for its entity's word first looks this long after signalling if no word came
+# (the run went to another instance, or waits behind others): every earlier look would find nothing.
+_UNWOKEN_FIRST_LOOK_SECONDS = 0.05
 # How long after acceptance an unknown run is reported as pending (202) rather than unknown (404).
 _PENDING_WINDOW_SECONDS = 3600.0
 MAX_PAGE_SIZE = 200
@@ -186,13 +190,23 @@ class AgentHttpApi:
     ) -> Receipt | None:
         """Read the state until the run's receipt shows: at once, then backing off.
 
-        ``woken`` (from ``_wakeups.watch``) is set when the entity finished the run in this process:
-        the wait then looks again shortly, as the host commits the state just after the operation.
+        ``woken`` (from ``_wakeups.watch``, entered before the signal) is set when the entity finished
+        the run in this process. With it, the first look waits for that word (or, without it, for
+        ``_UNWOKEN_FIRST_LOOK_SECONDS``), and after it comes shortly, as the host commits the state
+        just after the operation.
         """
         deadline = time.monotonic() + timeout
         delay = _FIRST_POLL_SECONDS
         entity_id = session.to_entity_id()
         since = utc_now()
+        if woken is not None and not woken.is_set():
+            # Just signalled: the run cannot be in the state yet. In this process the entity says when
+            # it is; only a run on another instance leaves it unsaid, and that wait starts polling later.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(_UNWOKEN_FIRST_LOOK_SECONDS, timeout))
+            if woken.is_set():
+                await asyncio.sleep(_AFTER_WAKE_SECONDS)
+                delay = _AFTER_WAKE_SECONDS
         while True:
             state = await _read_state(client, entity_id)
             receipt = _receipt(state, correlation_id)

@@ -8,6 +8,7 @@ import copy
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -192,22 +193,24 @@ class _EntityClient:
         self.entity = entity
         self.state: Any = None
         self.reads = 0
+        self.reads_before_run = 0  # after a signal, before its operation ran: such a look finds nothing
         self.signals = 0
         self.threads: list[threading.Thread] = []
-        self.looked = threading.Event()
+        self.running = threading.Event()
 
     async def read_entity_state(self, entity_id: Any) -> _Read:
         self.reads += 1
-        found = _Read(self.state is not None, self.state)
-        self.looked.set()
-        return found
+        if self.signals and not self.running.is_set():
+            self.reads_before_run += 1
+        return _Read(self.state is not None, self.state)
 
     async def signal_entity(self, entity_id: Any, operation: str, operation_input: Any = None) -> None:
         self.signals += 1
+        self.running.clear()
 
         def operate() -> None:
-            # The run finishes after the waiter's first look, so only a wake-up makes it look again soon.
-            self.looked.wait(30)
+            time.sleep(0.2)  # the signal waits in the queue a moment
+            self.running.set()
             context = FakeContext(operation, entity_id.key, self.state, operation_input)
             self.entity(context)  # notifies the waiter as it returns ...
             self.state = json.loads(json.dumps(context.state))  # ... and the host commits after that
@@ -244,6 +247,7 @@ def slow_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     # Polls a minute apart: a waiting request that answers at once was woken, not polled.
     monkeypatch.setattr(_http_api, "_FIRST_POLL_SECONDS", 60.0)
     monkeypatch.setattr(_http_api, "_MAX_POLL_SECONDS", 60.0)
+    monkeypatch.setattr(_http_api, "_UNWOKEN_FIRST_LOOK_SECONDS", 60.0)
 
 
 def test_a_waiting_run_is_woken_by_its_entity_and_our_fresh_id_is_not_looked_up(slow_polls: None) -> None:
@@ -259,10 +263,31 @@ def test_a_waiting_run_is_woken_by_its_entity_and_our_fresh_id_is_not_looked_up(
     assert response.status_code == 200, response.get_body()
     assert json.loads(response.get_body())["response"] == "hi there"
     assert client.signals == 1
-    # No look before signalling (the id is ours, so new); then the first look, which missed, and one after
-    # the wake-up (or a few, if the commit came a moment after it): the next poll was a minute away.
-    assert 2 <= client.reads < 20
+    # No look before signalling (the id is ours, so new), none between the signal and the entity's word
+    # (they could only miss): one after the wake-up, or a few if the commit came a moment after it.
+    assert 1 <= client.reads < 20
+    assert client.reads_before_run == 0
     assert _wakeups.waiting() == 0
+
+
+def test_a_waiter_not_woken_finds_its_run_by_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The entity ran on another instance: no word comes, and the wait falls back to reading the state.
+    monkeypatch.setattr("durableagent._entity.notify", lambda *args: None)
+    monkeypatch.setattr(_http_api, "_UNWOKEN_FIRST_LOOK_SECONDS", 0.01)
+    monkeypatch.setattr(_http_api, "_FIRST_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(_http_api, "_MAX_POLL_SECONDS", 0.05)
+    entity, _, transcripts = make(Reply.text("polled"))
+    client = _EntityClient(entity)
+
+    async def main() -> func.HttpResponse:
+        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
+
+    response = asyncio.run(main())
+    for thread in client.threads:
+        thread.join()
+    assert response.status_code == 200, response.get_body()
+    assert json.loads(response.get_body())["response"] == "polled"
+    assert client.reads >= 1
 
 
 def test_a_callers_id_is_still_looked_up_before_signalling(slow_polls: None) -> None:
