@@ -25,6 +25,11 @@ framework and host cost. Each app runs in its own ``python -m durableagent.devho
     of each after every fresh-session turn so that both see the same load; floor = p50 PUT + p50 hop,
     and the table shows turn p50 / floor.
 
+(e) CPU per turn: host and Azurite CPU time (every thread of each process tree, from
+    ``/proc/<pid>/task/*/schedstat``) over K waiting turns of a fresh session, nothing else running;
+(f) many sessions: S sessions x T waiting turns from C client threads at once (turns/s, p50, CPU
+    per turn).
+
 If driving a session to 1,000 turns would overrun the time budget, that side is measured at the
 turn count it reached, and the table says so. Failures (a non-200 answer, a crash) are reported in
 the table, not raised. The last line of stdout is the results as JSON.
@@ -45,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -174,6 +180,10 @@ def import_times(probes: dict[str, tuple[Path, list[str]]], runs: int = IMPORT_R
 class BenchHost(Host):
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
 
 @dataclass
@@ -313,6 +323,104 @@ class Runner:
         return reached
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the host may run its worker in a child process)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time used so far by every thread of ``pid``'s process tree (ns precision where the kernel has it)."""
+    if pid is None:
+        return 0.0
+    total = 0
+    for member in _tree(pid):
+        for task in Path(f"/proc/{member}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+class CpuMeter:
+    """Host and Azurite CPU over a stretch of turns."""
+
+    def __init__(self, host_pid: int | None, azurite_pid: int | None) -> None:
+        self._pids = (host_pid, azurite_pid)
+        self._start = tuple(cpu_seconds(p) for p in self._pids)
+
+    def per_turn_ms(self, turns: int) -> dict[str, float | None]:
+        host, azurite = (cpu_seconds(p) - s for p, s in zip(self._pids, self._start, strict=True))
+        if turns <= 0:
+            return {"host_cpu_ms": None, "azurite_cpu_ms": None, "cpu_ms": None}
+        return {
+            "host_cpu_ms": host * 1000 / turns,
+            "azurite_cpu_ms": azurite * 1000 / turns,
+            "cpu_ms": (host + azurite) * 1000 / turns,
+        }
+
+
+def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azurite_pid: int | None) -> dict[str, Any]:
+    """``sessions`` x ``turns`` waiting turns from ``clients`` threads, each on its own connection."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        conn = runner.host.connect()
+        try:
+            for session in range(index, sessions, clients):
+                for number in range(1, turns + 1):
+                    body = json.dumps(
+                        runner.side.body(runner.message(f"many{session}", number), f"many{session}", True)
+                    )
+                    began = time.perf_counter()
+                    try:
+                        conn.request("POST", RUN_PATH, body=body.encode(), headers={"Content-Type": "application/json"})
+                        response = conn.getresponse()
+                        raw = response.read()
+                    except (OSError, http.client.HTTPException) as exc:
+                        conn.close()
+                        conn = runner.host.connect()
+                        with lock:
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                    with lock:
+                        if response.status == 200:
+                            latencies.append((time.perf_counter() - began) * 1000)
+                        else:
+                            errors.append(f"HTTP {response.status}: {_short(raw)}")
+        finally:
+            conn.close()
+
+    meter = CpuMeter(runner.host.pid, azurite_pid)
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return {
+        "sessions": sessions,
+        "turns_per_session": turns,
+        "clients": clients,
+        "ok": len(latencies),
+        "failed": len(errors),
+        "errors": sorted(set(errors))[:5],
+        "seconds": wall,
+        "turns_per_second": len(latencies) / wall if wall > 0 else None,
+        "post_p50_ms": percentile(latencies, 50) if latencies else None,
+        "post_p99_ms": percentile(latencies, 99) if latencies else None,
+        **meter.per_turn_ms(len(latencies)),
+    }
+
+
 class Floor:
     """A turn's physical floor, sampled beside the turns: one 1 KB blob PUT + one loopback HTTP hop."""
 
@@ -406,6 +514,11 @@ def bench_side(side: Side, args: argparse.Namespace, work: Path, azurite: Azurit
                 if floor is not None:
                     floor.close()
             result["overhead"] = fresh.summary()
+
+            progress(f"{side.label}: CPU over {args.cpu_turns} turns of a fresh session")
+            meter = CpuMeter(runner.host.pid, azurite.pid)
+            cpu_level = Level(0, 0, runner.measure("cpu", args.cpu_turns, 1))
+            result["cpu"] = {**cpu_level.summary(), **meter.per_turn_ms(len(cpu_level.ok()))}
             if floor is not None:
                 result["floor"] = floor.summary()
                 if result["floor"].get("floor_ms") and result["overhead"]["post_p50_ms"] is not None:
@@ -428,6 +541,9 @@ def bench_side(side: Side, args: argparse.Namespace, work: Path, azurite: Azurit
             level_large = Level(large, runner.entity_state("growth")[1])
             level_large.turns = runner.measure("growth", args.measure, large + 1)
             result["large"] = level_large.summary()
+
+            progress(f"{side.label}: {args.sessions} sessions x {args.session_turns} turns from {args.clients} clients")
+            result["many"] = many_sessions(runner, args.sessions, args.session_turns, args.clients, azurite.pid)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()
@@ -530,8 +646,18 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     )
     row(f"entity state growth per turn, B ({at('small')} -> {at('large')})",
         (_per_turn_bytes(ours), _per_turn_bytes(upstream)), "n")  # fmt: skip
+    cpu_turns = _get(ours, "cpu", "measured") or _get(upstream, "cpu", "measured")
+    row(f"host CPU per turn ({cpu_turns} turns, one session)", turns("cpu", "host_cpu_ms"), "ms")
+    row("  Azurite CPU per turn", turns("cpu", "azurite_cpu_ms"), "ms")
+    row("  host + Azurite CPU per turn", turns("cpu", "cpu_ms"), "ms")
+    many = ours.get("many") or upstream.get("many") or {}
+    shape = f"{many.get('sessions')} sessions x {many.get('turns_per_session')} turns, {many.get('clients')} clients"
+    row(f"many sessions ({shape}): turns/s", turns("many", "turns_per_second"), "n")
+    row("  POST->200 p50", turns("many", "post_p50_ms"), "ms")
+    row("  host + Azurite CPU per turn", turns("many", "cpu_ms"), "ms")
     failed = [
-        sum(_get(side, level, "failed") or 0 for level in ("overhead", "small", "large")) for side in (ours, upstream)
+        sum(_get(side, level, "failed") or 0 for level in ("overhead", "small", "large", "cpu", "many"))
+        for side in (ours, upstream)
     ]
     rows.append(("failed measured turns (not 200)", str(failed[0]), str(failed[1]), ""))
     return rows
@@ -564,7 +690,7 @@ def notes(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
                 f"{label}: driving the session to {side['large_target']} turns would overrun the "
                 f"{args.drive_budget:.0f} s budget (--drive-budget); measured at {side['large']['prior_turns']} turns."
             )
-        for level in ("overhead", "small", "large"):
+        for level in ("overhead", "small", "large", "cpu", "many"):
             for error in _get(side, level, "errors") or []:
                 lines.append(f"{label}, {level}: {error}")
         for error in _get(side, "floor", "errors") or []:
@@ -584,6 +710,10 @@ def main() -> int:
     parser.add_argument(
         "--drive-budget", type=float, default=240.0, help="seconds per side to drive to --large turns (default 240)"
     )
+    parser.add_argument("--cpu-turns", type=int, default=50, help="turns of the CPU measurement (default 50)")
+    parser.add_argument("--sessions", type=int, default=200, help="sessions of the many-sessions run (default 200)")
+    parser.add_argument("--session-turns", type=int, default=5, help="turns per session there (default 5)")
+    parser.add_argument("--clients", type=int, default=16, help="client threads there (default 16)")
     parser.add_argument("--only", choices=("ours", "upstream"), help="run one side only")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (host logs, task hubs)")
     args = parser.parse_args()
@@ -666,7 +796,8 @@ def main() -> int:
         )
     print(
         "POST->200: the waiting HTTP request, end to end. Upstream sleeps poll_interval_seconds (default 1 s) "
-        "before each read of the entity state; ours reads at once, then backs off from 5 ms."
+        "before each read of the entity state; ours reads once its entity says the run is done (in the same "
+        "process), else polls from 50 ms with a back-off."
     )
     print(
         "floor (DESIGN §7): one 1 KB blob PUT to the same Azurite + one GET of a trivial HTTP function on the "
@@ -675,6 +806,10 @@ def main() -> int:
     print(
         "entity commit: POST sent -> the host commits the entity's new state (task hub timestamp): the "
         "agent turn itself, without how the HTTP function waits for it."
+    )
+    print(
+        "CPU: every thread of the host's and Azurite's process trees (/proc schedstat), over the measured turns "
+        "only; many sessions: higher turns/s is better, so there a ratio below 1 favours ours."
     )
     for line in notes(results, args):
         print("note: " + line)
