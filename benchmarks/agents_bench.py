@@ -13,9 +13,10 @@ framework and host cost. Each app runs in its own ``python -m durableagent.devho
     sample, median of 5 after one warm-up, and the number of modules in ``sys.modules`` afterwards;
 (b) per-turn overhead: ``POST /api/agents/bench/run`` waiting for the answer, until the 200, over
     the first N turns of a fresh session (p50, p99);
-(c) per-turn cost at 10 and at 1,000 prior turns: a session is driven to 10 turns, M waiting turns
-    are measured, then it is driven to 1,000 turns (fire-and-forget requests, 202) and M more are
-    measured. Each measured turn gives the POST->200 time and the entity commit time (POST sent ->
+(c) per-turn cost at 10 and at 1,000 prior turns: M sessions are driven to 10 turns and one to
+    1,000 (fire-and-forget requests, 202); then M waiting turns at each level are measured in
+    alternation (one on each small session, one on the large session), so both levels see the same
+    load. Each measured turn gives the POST->200 time and the entity commit time (POST sent ->
     the host commits the entity's new state; the commit timestamp is read from the task hub), which
     leaves out how the HTTP function waits (upstream sleeps 1 s before each read of the state).
     The entity state is read through the durable webhook
@@ -524,11 +525,13 @@ def bench_side(side: Side, args: argparse.Namespace, work: Path, azurite: Azurit
                 if result["floor"].get("floor_ms") and result["overhead"]["post_p50_ms"] is not None:
                     result["floor"]["turn_over_floor"] = result["overhead"]["post_p50_ms"] / result["floor"]["floor_ms"]
 
-            progress(f"{side.label}: {args.measure} turns at {args.small} prior turns")
-            small = runner.drive("growth", args.small, time.monotonic() + 120)
-            level_small = Level(small, runner.entity_state("growth")[1])
-            level_small.turns = runner.measure("growth", args.measure, small + 1)
-            result["small"] = level_small.summary()
+            # The two levels are measured turn by turn in alternation, so that both see the same load:
+            # each turn "at 10" goes to its own session with exactly that many prior turns.
+            progress(f"{side.label}: {args.measure} sessions driven to {args.small} turns")
+            smalls = [f"small{i}" for i in range(args.measure)]
+            small_deadline = time.monotonic() + args.drive_budget
+            reached = [runner.drive(name, args.small, small_deadline) for name in smalls]
+            level_small = Level(min(reached), runner.entity_state(smalls[0])[1])
 
             target = args.large
             progress(f"{side.label}: driving the session to {target} turns (at most {args.drive_budget:.0f} s)")
@@ -537,9 +540,12 @@ def bench_side(side: Side, args: argparse.Namespace, work: Path, azurite: Azurit
             result["drive_seconds"] = time.monotonic() - driving
             result["large_target"] = target
             result["large_cut_short"] = large < target
-            progress(f"{side.label}: {args.measure} turns at {large} prior turns")
             level_large = Level(large, runner.entity_state("growth")[1])
-            level_large.turns = runner.measure("growth", args.measure, large + 1)
+            progress(f"{side.label}: {args.measure} turns at {min(reached)} and at {large} prior turns, alternating")
+            for index, name in enumerate(smalls):
+                level_small.turns.append(runner.waiting_turn(name, reached[index] + 1))
+                level_large.turns.append(runner.waiting_turn("growth", large + 1 + index))
+            result["small"] = level_small.summary()
             result["large"] = level_large.summary()
 
             progress(f"{side.label}: {args.sessions} sessions x {args.session_turns} turns from {args.clients} clients")
@@ -705,7 +711,7 @@ def main() -> int:
     parser.add_argument("--overhead-turns", type=int, default=100, help="turns of a fresh session (default 100)")
     parser.add_argument("--small", type=int, default=10, help="prior turns of the first level (default 10)")
     parser.add_argument("--large", type=int, default=1000, help="prior turns of the second level (default 1000)")
-    parser.add_argument("--measure", type=int, default=20, help="turns measured at each level (default 20)")
+    parser.add_argument("--measure", type=int, default=40, help="turns measured at each level (default 40)")
     parser.add_argument("--message-chars", type=int, default=100, help="characters per user message (default 100)")
     parser.add_argument(
         "--drive-budget", type=float, default=240.0, help="seconds per side to drive to --large turns (default 240)"

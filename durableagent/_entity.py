@@ -37,6 +37,8 @@ from ._wakeups import notify
 from ._window import take_pending
 
 _log = get_logger("durableagent.entity")
+# Receipts beyond the state's limit that may wait in the state for their upload (see _remember).
+_SPILL_BACKLOG = 8
 
 RUN_AGENT = "run_agent"
 GET_STATE = "get_state"
@@ -381,14 +383,21 @@ class AgentEntity:
     def _remember(
         self, state: AgentState, session: AgentSessionId, receipt: Receipt, turn_record: dict[str, Any] | None = None
     ) -> None:
-        """Record a run's outcome; writes the turn (if given) and the receipts leaving the state, together.
+        """Record a run's outcome; writes the turn (if given) and moves receipts beyond the limit out.
 
-        Both writes happen before the entity commits, so a crash can only repeat them (each replaces
-        its blob), never lose them.
+        The turn is written before the entity commits, so a crash can only repeat it (the same blob),
+        never lose it. Receipts beyond the limit upload in the background and leave the state only
+        once stored (at a later operation), so none is lost either, and no turn waits for them.
         """
-        evicted = state.remember(receipt, self.config.limits)
+        beyond = state.remember(receipt, self.config.limits)
         state.updated_at = receipt.at
-        self.config.transcripts().save(session, turn_record, [r.to_dict() for r in evicted])
+        transcripts = self.config.transcripts()
+        if turn_record is not None:
+            transcripts.write_turn(session, int(turn_record["turn"]), turn_record)
+        if beyond:
+            # At most _SPILL_BACKLOG wait in the state for their upload; older ones are waited for now.
+            wait = max(0, len(beyond) - _SPILL_BACKLOG)
+            state.forget(transcripts.spill(session, [r.to_dict() for r in beyond], wait=wait))
 
     def _reply(self, request: dict[str, Any], receipt: Receipt, record: dict[str, Any] | None = None) -> None:
         queue = request.get("replyQueue")

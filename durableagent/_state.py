@@ -6,8 +6,10 @@ only what the next turn needs, so its state stays small at any history length.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -162,17 +164,20 @@ class AgentState:
     # Receipts ------------------------------------------------------------------------------------
 
     def remember(self, receipt: Receipt, limits: StateLimits) -> list[Receipt]:
-        """Keep ``receipt`` among the recent ones; returns those that no longer fit (oldest first).
+        """Keep ``receipt`` among the recent ones; returns those beyond ``limits.receipts`` (oldest first).
 
-        The caller stores what is returned elsewhere before the state commits: a receipt is never
-        simply forgotten.
+        They stay in the state until the caller has stored them elsewhere and calls :meth:`forget`:
+        a receipt is never simply forgotten.
         """
         self.receipts[receipt.correlation_id] = receipt
         self.receipts.move_to_end(receipt.correlation_id)
-        evicted: list[Receipt] = []
-        while len(self.receipts) > limits.receipts:
-            evicted.append(self.receipts.popitem(last=False)[1])
-        return evicted
+        beyond = len(self.receipts) - limits.receipts
+        return list(itertools.islice(self.receipts.values(), beyond)) if beyond > 0 else []
+
+    def forget(self, correlation_ids: Iterable[str]) -> None:
+        """Drop receipts that are stored elsewhere now."""
+        for correlation_id in correlation_ids:
+            self.receipts.pop(correlation_id, None)
 
     # Serialization -------------------------------------------------------------------------------
 

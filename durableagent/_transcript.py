@@ -15,9 +15,11 @@ Beside the turns, under the same session prefix:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,8 @@ from ._session_id import AgentSessionId, entity_name_for
 
 DEFAULT_CONTAINER = "agent-transcripts"
 _READ_WORKERS = 8
+# Receipt uploads tracked at once (a few per busy session); past it, spilling waits for its upload.
+_SPILLS_TRACKED = 10_000
 _JOURNAL = ".journal/"
 _RUNS = "runs/"
 
@@ -59,6 +63,9 @@ class TranscriptStore:
         self._container = container
         self._once = ContainerOnce(container)
         self._pool = ThreadPoolExecutor(max_workers=_READ_WORKERS, thread_name_prefix="durableagent-transcript")
+        # Receipt uploads in flight or done, until the entity drops the receipt from its state.
+        self._spills: dict[tuple[str, str], Future[None]] = {}
+        self._spill_lock = threading.Lock()
 
     @classmethod
     def from_environment(
@@ -126,29 +133,58 @@ class TranscriptStore:
 
     # Receipts that left the entity state -----------------------------------------------------------
 
-    def save(
-        self, session: AgentSessionId, record: dict[str, Any] | None, receipts: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        """Write a turn's record (if any) and run outcomes leaving the entity state, all at once.
+    def spill(self, session: AgentSessionId, receipts: Sequence[dict[str, Any]], wait: int = 0) -> set[str]:
+        """Move run outcomes beyond the entity state's limit to storage; returns the ids stored by now.
 
-        The receipts go up in parallel with the turn, so spilling them adds no round trip to a turn.
+        Uploads start in the background; only the oldest ``wait`` are waited for (so the state cannot
+        grow without bound), and a failure among those is raised. A receipt not yet known to be stored
+        stays in the state: a later operation finds its upload done, or (after a crash, on another
+        instance) uploads it again, to the same blob. So spilling costs a turn no round trip.
         """
-        if record is None and not receipts:
-            return
+        if not receipts:
+            return set()
         self._ensure_container()
-        uploads = [
-            self._pool.submit(
-                self._container.upload_blob,
-                _receipt_name(session, str(r["correlation_id"])),
-                json.dumps(r, separators=(",", ":")).encode(),
-                overwrite=True,
-            )
-            for r in receipts
-        ]
-        if record is not None:
-            self.write_turn(session, int(record["turn"]), record)
+        prefix = _prefix(session)
+        stored: set[str] = set()
+        awaited: list[tuple[tuple[str, str], Future[None] | None, dict[str, Any]]] = []
+        for index, receipt in enumerate(receipts):
+            key = (prefix, str(receipt["correlation_id"]))
+            with self._spill_lock:
+                upload = self._spills.get(key)
+                if upload is not None and upload.done():
+                    del self._spills[key]
+                    if upload.exception() is None:
+                        stored.add(key[1])
+                        continue
+                    upload = None  # it failed: once more
+                if upload is None and len(self._spills) < _SPILLS_TRACKED:
+                    upload = self._pool.submit(self._upload_receipt, session, receipt)
+                    self._spills[key] = upload
+            if index < wait or upload is None:
+                awaited.append((key, upload, receipt))
+        for key, upload, receipt in awaited:
+            if upload is None:  # too many in flight to track: upload it now
+                self._upload_receipt(session, receipt)
+            else:
+                upload.result()
+                with self._spill_lock:
+                    self._spills.pop(key, None)
+            stored.add(key[1])
+        return stored
+
+    def _upload_receipt(self, session: AgentSessionId, receipt: dict[str, Any]) -> None:
+        name = _receipt_name(session, str(receipt["correlation_id"]))
+        self._container.upload_blob(name, json.dumps(receipt, separators=(",", ":")).encode(), overwrite=True)
+
+    def _settle_spills(self, session: AgentSessionId) -> None:
+        """Wait for this session's uploads in flight, so that none lands after the session is deleted."""
+        prefix = _prefix(session)
+        with self._spill_lock:
+            pending = [key for key in self._spills if key[0] == prefix]
+            uploads = [self._spills.pop(key) for key in pending]
         for upload in uploads:
-            upload.result()
+            with contextlib.suppress(Exception):
+                upload.result()
 
     def read_receipt(self, session: AgentSessionId, correlation_id: str) -> dict[str, Any] | None:
         """A stored run outcome, or ``None``."""
@@ -178,6 +214,7 @@ class TranscriptStore:
 
     def delete_session(self, session: AgentSessionId) -> int:
         """Delete every turn of a session; returns how many blobs went."""
+        self._settle_spills(session)
         deleted = 0
         try:
             for blob in self._container.list_blobs(name_starts_with=_prefix(session)):

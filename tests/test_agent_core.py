@@ -247,7 +247,9 @@ def test_receipts_are_bounded_and_state_stays_small() -> None:
         state.add_user_message("x" * 300, correlation_id=f"c{i}")
         state.add_assistant_message("y" * 1200)
         state.trim(limits)
-        state.remember(Receipt(f"c{i}", "h", "success", "now", turn=i, text="y" * 400), limits)
+        beyond = state.remember(Receipt(f"c{i}", "h", "success", "now", turn=i, text="y" * 400), limits)
+        assert [r.correlation_id for r in beyond] == ([f"c{i - 32}"] if i >= 32 else [])
+        state.forget(r.correlation_id for r in beyond)  # once stored elsewhere
     assert len(state.receipts) == limits.receipts
     assert "c999" in state.receipts and "c0" not in state.receipts
     assert state.size_bytes() <= 64 * 1024

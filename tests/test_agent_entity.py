@@ -86,11 +86,10 @@ class MemoryTranscripts:
         for entry in entries:
             self.journal.pop((str(session), turn, correlation_id, entry), None)
 
-    def save(self, session: AgentSessionId, record: dict[str, Any] | None, receipts: Any = ()) -> None:
-        if record is not None:
-            self.write_turn(session, int(record["turn"]), record)
-        for receipt in receipts:
+    def spill(self, session: AgentSessionId, receipts: Any, wait: int = 0) -> set[str]:
+        for receipt in receipts:  # stored at once: the next call reports them all
             self.receipts[(str(session), receipt["correlation_id"])] = dict(receipt)
+        return {str(r["correlation_id"]) for r in receipts}
 
     def read_receipt(self, session: AgentSessionId, correlation_id: str) -> dict[str, Any] | None:
         self.receipt_reads += 1
