@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any
 
 from agent_framework import (
@@ -35,7 +36,7 @@ from agent_framework.exceptions import MiddlewareException, UserInputRequiredExc
 
 from ._logs import get_logger
 from ._session_id import AgentSessionId
-from ._transcript import TranscriptStore
+from ._transcript import TranscriptStore, TurnAttempt
 
 _log = get_logger("durableagent.journal")
 
@@ -45,6 +46,14 @@ CALL_ID_KEY = "call_id"
 
 class ReplayedToolError(Exception):
     """A tool call that failed in an earlier attempt, failing again from the record (the tool is not run)."""
+
+
+class TurnAlreadyWritten(Exception):
+    """An earlier attempt of this run wrote the turn's blob and then crashed: adopt it, run nothing."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("the turn was written by an earlier attempt")
+        self.record = record
 
 
 class TurnJournal:
@@ -57,15 +66,38 @@ class TurnJournal:
         turn: int,
         correlation_id: str,
         recorded: dict[str, dict[str, Any]] | None = None,
+        pending: Future[TurnAttempt] | None = None,
     ) -> None:
         self._store = store
         self._session = session
         self._turn = turn
         self._correlation_id = correlation_id
         self._recorded = dict(recorded or {})
+        # What earlier attempts left, still being listed while the agent prepares its run: the first
+        # model or tool call waits for it (``ready``), so the listing costs the turn little time.
+        self._pending = pending
         self._model_calls = 0
         self.replayed = 0
         """Steps answered from the record in this attempt."""
+
+    def settle(self, attempt: TurnAttempt) -> None:
+        """Take in what earlier attempts left; raises :class:`TurnAlreadyWritten` when the turn is done."""
+        if self._pending is None:
+            return
+        self._pending = None
+        record = attempt.record
+        if record is not None and record.get("correlationId") == self._correlation_id:
+            raise TurnAlreadyWritten(record)
+        self._recorded.update(attempt.journal)
+        if attempt.journal:
+            _log.info("Run %s resumes from its journal (%d recorded steps)", self._correlation_id, len(attempt.journal))
+
+    async def ready(self) -> None:
+        """Wait for the listing of earlier attempts (before any model or tool call of the turn)."""
+        pending = self._pending
+        if pending is not None:
+            attempt = await asyncio.wrap_future(pending)
+            self.settle(attempt)
 
     @property
     def entries(self) -> list[str]:
@@ -127,6 +159,7 @@ class _ChatJournal(ChatMiddleware):
         self._journal = journal
 
     async def process(self, context: ChatContext, call_next: Callable[[], Awaitable[None]]) -> None:
+        await self._journal.ready()
         entry = self._journal.next_model_entry()
         recorded = self._journal.recorded(entry)
         if recorded is not None:
@@ -176,6 +209,7 @@ class _FunctionJournal(FunctionMiddleware):
         self._journal = journal
 
     async def process(self, context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
+        await self._journal.ready()
         call_id = context.metadata.get(CALL_ID_KEY)
         if not isinstance(call_id, str) or not call_id:
             await call_next()
