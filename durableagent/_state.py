@@ -10,7 +10,7 @@ import itertools
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,7 +50,12 @@ class Receipt:
     error: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+        # Field by field: asdict() deep-copies, and this runs for every receipt kept, on every turn.
+        return {
+            name: value
+            for name in self.__dataclass_fields__
+            if (value := getattr(self, name)) is not None and value is not False
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Receipt:

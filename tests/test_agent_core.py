@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -462,3 +463,14 @@ def test_v1_state_is_migrated_on_restore() -> None:
     assert state.message_count == 3 and state.receipts["a"].message_count == 3
     assert state.get_state()["schemaVersion"] == SCHEMA_VERSION == 2
     assert v1["messageCount"] == 10  # the stored dict is not changed in place
+
+
+def test_a_receipt_encodes_as_its_fields_without_none_or_false() -> None:
+    full = Receipt("c1", "h", "failed", "now", turn=0, text="", usage={"input_token_count": 3},
+                   message_count=0, error={"code": "x", "message": "y"})  # fmt: skip
+    bare = Receipt("c2", "h", "success", "now")
+    for receipt in (full, bare):
+        expected = {k: v for k, v in dataclasses.asdict(receipt).items() if v is not None and v is not False}
+        assert receipt.to_dict() == expected
+        assert Receipt.from_dict(receipt.to_dict()) == receipt
+    assert "text_truncated" not in bare.to_dict() and full.to_dict()["turn"] == 0 and full.to_dict()["text"] == ""
