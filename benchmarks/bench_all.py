@@ -1,0 +1,252 @@
+"""Every benchmark of issue 13 in one run, and one table of the ratios it asks for.
+
+Run from the repository root through ``./dev bench`` (it creates ``.venv-bench`` with our package and
+upstream's, and ``.venv-dbos`` with DBOS Transact), or directly:
+
+    .venv-bench/bin/python benchmarks/bench_all.py [--quick] [--only ours]
+
+It runs, one after the other so that none disturbs another:
+
+1. ``agents_bench.py``: agent turns, ours and upstream's, with the turn's floor, CPU per turn, the
+   per-turn cost at 10 and 1,000 prior turns, and many sessions at once;
+2. ``devhost_bench.py``: one orchestration fanning out 100, 300, 1,000 and 3,000 activities on the
+   local host;
+3. ``dbos_bench.py`` in ``.venv-dbos``: the same fan-out in DBOS Transact on SQLite (WAL);
+4. ``workflows_bench.py``: a workflow's supersteps, in process with ``FileCheckpointStorage`` and
+   durably through the local host, and how soon a waiting start answers after the run settles.
+
+Each prints its own table; their outputs are kept under ``--out`` (default a new temporary
+directory). Then the table below, each ratio against its budget. The last line is all results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+DBOS_PYTHON = REPO / ".venv-dbos" / "bin" / "python"
+WIDTHS = (100, 300, 1000, 3000)
+QUICK_WIDTHS = (100, 300, 1000)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: list[str]
+
+
+def run_step(step: Step, out: Path) -> dict[str, Any]:
+    """Run one benchmark, keep its output, and return its JSON last line (or the failure)."""
+    log = out / f"{step.name}.txt"
+    print(f"== {step.name}: {' '.join(step.argv)}", file=sys.stderr, flush=True)
+    began = time.monotonic()
+    with open(log, "wb") as sink:
+        completed = subprocess.run(step.argv, cwd=REPO, stdout=subprocess.PIPE, stderr=sink, check=False)
+        sink.write(b"\n--- stdout ---\n" + completed.stdout)
+    text = completed.stdout.decode("utf-8", "replace").strip()
+    seconds = time.monotonic() - began
+    if completed.returncode != 0 or not text:
+        return {"error": f"exit code {completed.returncode} after {seconds:.0f} s (log: {log})"}
+    try:
+        result = json.loads(text.splitlines()[-1])
+    except json.JSONDecodeError:
+        return {"error": f"no JSON last line (log: {log})"}
+    result["_seconds"] = seconds
+    result["_log"] = str(log)
+    return result if isinstance(result, dict) else {"error": f"unexpected JSON (log: {log})"}
+
+
+def get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def fan_out_walls(result: dict[str, Any]) -> dict[int, float]:
+    """Width -> wall seconds, from a ``fan_out`` result that is one run, a list of runs, or a map."""
+    found: dict[int, float] = {}
+    runs = result.get("fan_out")
+    if isinstance(runs, dict) and "activities" in runs:
+        runs = [runs]
+    if isinstance(runs, dict):
+        runs = [{"activities": int(k), **v} if isinstance(v, dict) else {"activities": int(k), "wall_s": v}
+                for k, v in runs.items() if str(k).isdigit()]  # fmt: skip
+    for run in runs or []:
+        if isinstance(run, dict) and isinstance(run.get("activities"), int) and isinstance(run.get("wall_s"), float):
+            found[run["activities"]] = run["wall_s"]
+    return found
+
+
+def exponent(walls: dict[int, float]) -> float | None:
+    """The growth exponent k in wall ~ n^k between the smallest and the largest width measured."""
+    if len(walls) < 2:
+        return None
+    low, high = min(walls), max(walls)
+    if walls[low] <= 0 or walls[high] <= 0:
+        return None
+    return math.log(walls[high] / walls[low]) / math.log(high / low)
+
+
+@dataclass(frozen=True)
+class Row:
+    target: str
+    measured: str
+    value: float | None
+    budget: str
+    met: Callable[[float], bool]
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        shown = "n/a" if self.value is None else f"{self.value:.2f}"
+        verdict = "n/a" if self.value is None else ("yes" if self.met(self.value) else "no")
+        return self.target, self.measured, shown, self.budget, verdict
+
+
+def _ms(value: Any) -> str:
+    return "n/a" if not isinstance(value, int | float) else f"{value:.1f} ms"
+
+
+def _div(a: Any, b: Any) -> float | None:
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or b == 0:
+        return None
+    return a / b
+
+
+def build_rows(results: dict[str, Any], throughput_before: float | None) -> list[Row]:
+    agents = results.get("agents", {})
+    ours, upstream = agents.get("ours", {}), agents.get("upstream", {})
+    rows = []
+    turn, floor = get(ours, "overhead", "post_p50_ms"), get(ours, "floor", "floor_ms")
+    rows.append(Row("1. turn POST->200 p50 / floor", f"{_ms(turn)} / {_ms(floor)}", _div(turn, floor),
+                    "<= 2.5", lambda v: v <= 2.5))  # fmt: skip
+    cpu_ours, cpu_up = get(ours, "cpu", "cpu_ms_net"), get(upstream, "cpu", "cpu_ms_net")
+    rows.append(Row("1. host+Azurite CPU per turn (rest subtracted), ours / upstream",
+                    f"{_ms(cpu_ours)} / {_ms(cpu_up)}", _div(cpu_ours, cpu_up),
+                    "<= 1.0", lambda v: v <= 1.0))  # fmt: skip
+    raw_ours, raw_up = get(ours, "cpu", "cpu_ms"), get(upstream, "cpu", "cpu_ms")
+    rows.append(Row("   host+Azurite CPU per turn (all of it), ours / upstream", f"{_ms(raw_ours)} / {_ms(raw_up)}",
+                    _div(raw_ours, raw_up), "(info)", lambda v: True))  # fmt: skip
+    small, large = get(ours, "small", "post_p50_ms"), get(ours, "large", "post_p50_ms")
+    at_small, at_large = get(ours, "small", "prior_turns"), get(ours, "large", "prior_turns")
+    rows.append(Row(f"1. p50 at {at_large} prior turns / at {at_small}", f"{_ms(large)} / {_ms(small)}",
+                    _div(large, small), "<= 1.2", lambda v: v <= 1.2))  # fmt: skip
+    many, many_up = get(ours, "many", "turns_per_second"), get(upstream, "many", "turns_per_second")
+    before = "n/a" if throughput_before is None else f"{throughput_before:.1f}"
+    rows.append(Row("1. many sessions turns/s, ours / before issue 13", f"{_num(many)} / {before}",
+                    _div(many, throughput_before), ">= 3.0", lambda v: v >= 3.0))  # fmt: skip
+    rows.append(Row("   many sessions turns/s, ours / upstream", f"{_num(many)} / {_num(many_up)}",
+                    _div(many, many_up), "(info)", lambda v: True))  # fmt: skip
+    walls = fan_out_walls(results.get("devhost", {}))
+    k = exponent(walls)
+    shown = ", ".join(f"{w}: {s:.2f} s" for w, s in sorted(walls.items())) or "n/a"
+    rows.append(Row(f"2. fan-out growth exponent ({shown})", "wall ~ n^k", k, "<= 1.2", lambda v: v <= 1.2))
+    dbos = fan_out_walls(results.get("dbos", {}))
+    ours_1000, dbos_1000 = walls.get(1000), dbos.get(1000)
+    rows.append(Row("2. fan-out of 1,000, ours / DBOS on SQLite (WAL)",
+                    f"{_num(ours_1000, 's')} / {_num(dbos_1000, 's')}", _div(ours_1000, dbos_1000),
+                    "<= 1.5", lambda v: v <= 1.5))  # fmt: skip
+    dbos_k = exponent(dbos)
+    rows.append(Row("   DBOS fan-out growth exponent", "wall ~ n^k", dbos_k, "(info)", lambda v: True))
+    workflows = results.get("workflows", {})
+    durable = get(workflows, "durable", "per_superstep_ms_p50")
+    local = get(workflows, "in_process", "per_superstep_ms_p50")
+    rows.append(Row("3. workflow superstep, durable / in-process FileCheckpointStorage",
+                    f"{_ms(durable)} / {_ms(local)}", _div(durable, local), "<= 10", lambda v: v <= 10))  # fmt: skip
+    lag, lag_max = get(workflows, "durable", "wait_lag_ms_p50"), get(workflows, "durable", "wait_lag_ms_max")
+    rows.append(Row("3. waiting start: answer after the run settled, p50 (ms)", f"max {_ms(lag_max)}",
+                    lag, "<= 20", lambda v: v <= 20))  # fmt: skip
+    return rows
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:.2f} {unit}".strip() if unit else f"{value:.1f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ("target", "measured", "ratio", "budget", "met")
+    cells = [r.cells() for r in rows]
+    widths = [max(len(headers[i]), *(len(c[i]) for c in cells)) for i in range(5)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for c in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (fan-out to 1,000; 50 sessions)")
+    parser.add_argument("--only", choices=("ours",), help="ours alone: no upstream, no DBOS")
+    parser.add_argument("--out", type=Path, help="where to keep each benchmark's output")
+    parser.add_argument(
+        "--throughput-before",
+        type=float,
+        default=None,
+        help="turns/s of the many-sessions run before issue 13, measured on this machine (for the 3x row)",
+    )
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-all-"))
+    out.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    widths = QUICK_WIDTHS if args.quick else WIDTHS
+    agents_argv = [python, str(BENCH / "agents_bench.py")]
+    if args.quick:
+        agents_argv += ["--large", "200", "--sessions", "50"]
+    if args.only:
+        agents_argv += ["--only", args.only]
+    fan = ",".join(str(w) for w in widths)
+    steps = [
+        Step("agents", agents_argv),
+        Step("devhost", [python, str(BENCH / "devhost_bench.py"), "--samples", "100", "--fan-out", fan]),
+        Step("workflows", [python, str(BENCH / "workflows_bench.py")]),
+    ]
+    if not args.only:
+        if DBOS_PYTHON.exists():
+            steps.append(Step("dbos", [str(DBOS_PYTHON), str(BENCH / "dbos_bench.py"), "--fan-out", fan]))
+        else:
+            print(f"note: {DBOS_PYTHON} missing (./dev bench creates it): no DBOS run", file=sys.stderr)
+
+    began = time.monotonic()
+    results: dict[str, Any] = {}
+    for step in steps:
+        results[step.name] = run_step(step, out)
+    elapsed = time.monotonic() - began
+
+    machine = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    print(f"bench_all on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
+    print(f"command: cd {REPO} && {' '.join([os.path.relpath(python, REPO), *sys.argv])}")
+    print(f"outputs: {out}")
+    print()
+    for step in steps:
+        error = results[step.name].get("error")
+        print(f"{step.name}: {'FAILED: ' + error if error else 'ok'} ({results[step.name].get('_log', '')})")
+    print()
+    print_table(build_rows(results, args.throughput_before))
+    print()
+    print(f"total time: {elapsed:.0f} s")
+    print(json.dumps({"machine": machine, **results}, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
