@@ -161,6 +161,10 @@ class TranscriptStore:
                         stored.add(key[1])
                         continue
                     upload = None  # it failed: once more
+                if upload is None and len(self._spills) >= _SPILLS_TRACKED:
+                    # Mostly sessions that went quiet: forget finished uploads (one that is asked
+                    # about again is uploaded again, to the same blob).
+                    self._spills = {k: f for k, f in self._spills.items() if not f.done()}
                 if upload is None and len(self._spills) < _SPILLS_TRACKED:
                     upload = self._pool.submit(self._upload_receipt, session, receipt)
                     self._spills[key] = upload

@@ -101,3 +101,23 @@ def test_deleting_a_session_waits_for_its_uploads_in_flight(azurite: AzuriteInst
     time.sleep(0.2)  # an upload landing after the delete would show now
     assert all(store.read_receipt(session, f"c{i}") is None for i in range(20))
     assert store._spills == {}
+
+
+def test_finished_uploads_are_forgotten_when_too_many_are_tracked(
+    azurite: AzuriteInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("durableagent._transcript._SPILLS_TRACKED", 3)
+    store = _store(azurite)
+    quiet = [AgentSessionId("Joker", f"quiet{i}") for i in range(3)]
+    for session in quiet:  # three sessions leave one upload each, then go quiet
+        store.spill(session, [_receipt("c1")])
+    deadline = time.monotonic() + 30
+    while not all(f.done() for f in store._spills.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    busy = AgentSessionId("Joker", "busy")
+    assert store.spill(busy, [_receipt("c9")]) == set()  # still in the background: room was made
+    assert set(store._spills) == {(_prefix(busy), "c9")}
+    # A quiet session asked again uploads again (the same blob) rather than trusting a forgotten upload.
+    assert _settled(store, quiet[0], ["c1"]) == {"c1"}
+    assert store.read_receipt(quiet[0], "c1") == _receipt("c1")
