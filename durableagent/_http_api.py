@@ -207,6 +207,9 @@ class AgentHttpApi:
             if woken.is_set():
                 await asyncio.sleep(_AFTER_WAKE_SECONDS)
                 delay = _AFTER_WAKE_SECONDS
+            else:
+                # Queued behind other runs, or elsewhere: poll from here on (a word still cuts a pause short).
+                delay = _UNWOKEN_FIRST_LOOK_SECONDS
         while True:
             state = await _read_state(client, entity_id)
             receipt = _receipt(state, correlation_id)

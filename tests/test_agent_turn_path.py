@@ -189,8 +189,9 @@ class _Read:
 class _EntityClient:
     """A durable client whose entity runs on a thread when signalled and commits just after it returns."""
 
-    def __init__(self, entity: Any) -> None:
+    def __init__(self, entity: Any, queued: float = 0.2) -> None:
         self.entity = entity
+        self.queued = queued
         self.state: Any = None
         self.reads = 0
         self.reads_before_run = 0  # after a signal, before its operation ran: such a look finds nothing
@@ -209,7 +210,7 @@ class _EntityClient:
         self.running.clear()
 
         def operate() -> None:
-            time.sleep(0.2)  # the signal waits in the queue a moment
+            time.sleep(self.queued)  # the signal waits in the queue a moment
             self.running.set()
             context = FakeContext(operation, entity_id.key, self.state, operation_input)
             self.entity(context)  # notifies the waiter as it returns ...
@@ -306,3 +307,23 @@ def test_a_callers_id_is_still_looked_up_before_signalling(slow_polls: None) -> 
     assert first.status_code == again.status_code == 200
     assert json.loads(again.get_body())["response"] == "once"
     assert client.signals == 1 and len(client_model.calls) == 1  # the retry was answered from the state
+
+
+def test_a_waiter_whose_run_is_queued_polls_from_its_first_look_on_not_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The run waits 0.6 s behind others; the word comes when it is done. Looks before then can only
+    # miss: they back off from the first look's 50 ms (50, 100, 200 ms: 3), not from 5 ms again (7).
+    monkeypatch.setattr(_http_api, "_UNWOKEN_FIRST_LOOK_SECONDS", 0.05)
+    monkeypatch.setattr(_http_api, "_MAX_POLL_SECONDS", 0.4)
+    entity, _, transcripts = make(Reply.text("queued"))
+    client = _EntityClient(entity, queued=0.6)
+
+    async def main() -> func.HttpResponse:
+        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
+
+    response = asyncio.run(main())
+    for thread in client.threads:
+        thread.join()
+    assert response.status_code == 200 and json.loads(response.get_body())["response"] == "queued"
+    assert 1 <= client.reads_before_run <= 4
