@@ -11,7 +11,10 @@ a copy of ``benchmarks/apps/devhost_bench`` in a temporary directory, then measu
     state over one keep-alive connection, with no sleep, until the new value shows;
 (b) a 10-activity chain: N instances started concurrently; instances/s, and each instance's
     latency from its start request to its completion (the task hub's own completion timestamp);
-(c) one fan-out of 1,000 activities: wall time from the start request to completion.
+(c) fan-out: one orchestration fanning out N activities (1,000 by default; ``--fan-out 100,300,1000,3000``
+    runs one instance per width, one after the other on the same host), wall time from the start request
+    to completion, and the number of orchestrator episodes it took. With several widths it also prints
+    the fitted exponent k of wall ~ N^k between the smallest and the largest width.
 
 It prints a table, the command, and as the last line of stdout the results as JSON.
 """
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import math
 import os
 import platform
 import shutil
@@ -214,12 +218,21 @@ def bench_chain(host: Host, hub: TaskHub, count: int) -> dict[str, float]:
     }
 
 
+def count_executions(log_path: Path, function: str) -> int:
+    """How many times the host has started ``function`` so far (its "Executing" log lines)."""
+    needle = f"Executing 'Functions.{function}'".encode()
+    with open(log_path, "rb") as log:
+        return log.read().count(needle)
+
+
 def bench_fan_out(host: Host, hub: TaskHub, width: int) -> dict[str, float]:
+    instance_id = f"fanout-{width}"
+    episodes_before = count_executions(host.log_path, "fan_out")
     began = time.time()
-    host.start_instance("fan_out", "fanout-0", {"width": width})
-    done = hub.wait_completed("fanout-", 1, timeout=600)
+    host.start_instance("fan_out", instance_id, {"width": width})
+    done = hub.wait_completed(instance_id, 1, timeout=1800)
     finished = time.time()
-    completed_at, output = done["fanout-0"]
+    completed_at, output = done[instance_id]
     if json.loads(output) != width * (width + 1) // 2:
         raise RuntimeError(f"wrong fan-out output: {output}")
     return {
@@ -227,7 +240,26 @@ def bench_fan_out(host: Host, hub: TaskHub, width: int) -> dict[str, float]:
         "wall_s": completed_at - began,
         "activities_per_s": width / (completed_at - began),
         "observed_wall_s": finished - began,
+        # Orchestrator invocations of this instance (each one replays the whole history in the SDK).
+        "episodes": count_executions(host.log_path, "fan_out") - episodes_before,
     }
+
+
+def fitted_exponent(runs: list[dict[str, float]]) -> float | None:
+    """k in wall ~ N^k between the smallest and the largest width (None with one width)."""
+    if len(runs) < 2:
+        return None
+    small = min(runs, key=lambda r: r["activities"])
+    large = max(runs, key=lambda r: r["activities"])
+    return math.log(large["wall_s"] / small["wall_s"]) / math.log(large["activities"] / small["activities"])
+
+
+def widths(text: str) -> list[int]:
+    """``--fan-out`` value: one width or a comma-separated list."""
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("expected positive widths, e.g. 1000 or 100,300,1000,3000")
+    return values
 
 
 @contextlib.contextmanager
@@ -262,9 +294,11 @@ def warm_up(host: Host, hub: TaskHub) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300, help="entity latency samples (default 300)")
-    parser.add_argument("--chains", type=int, default=100, help="concurrent 10-activity chains (default 100)")
-    parser.add_argument("--fan-out", type=int, default=1000, help="fan-out width (default 1000)")
+    parser.add_argument("--samples", type=int, default=300, help="entity latency samples (default 300; 0 skips)")
+    parser.add_argument("--chains", type=int, default=100, help="concurrent 10-activity chains (default 100; 0 skips)")
+    parser.add_argument(
+        "--fan-out", type=widths, default=[1000], help="fan-out width(s), e.g. 1000 or 100,300,1000,3000 (default 1000)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (host log, task hub)")
     args = parser.parse_args()
 
@@ -272,9 +306,9 @@ def main() -> int:
     try:
         with running_host(work) as (host, hub, _):
             warm_up(host, hub)
-            entity = bench_entity_latency(host, args.samples)
-            chain = bench_chain(host, hub, args.chains)
-            fan_out = bench_fan_out(host, hub, args.fan_out)
+            entity = bench_entity_latency(host, args.samples) if args.samples > 0 else None
+            chain = bench_chain(host, hub, args.chains) if args.chains > 0 else None
+            fan_out = [bench_fan_out(host, hub, width) for width in args.fan_out]
     finally:
         if args.keep:
             print(f"work directory (kept): {work}")
@@ -287,17 +321,30 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
-    rows = [
-        ("(a) entity signal -> state visible", f"{entity['samples']} samples",
-         f"p50 {entity['p50_ms']:.2f} ms, p99 {entity['p99_ms']:.2f} ms "
-         f"(mean {entity['mean_ms']:.2f}, max {entity['max_ms']:.2f})"),
-        ("(b) 10-activity chain", f"{chain['instances']} concurrent",
-         f"{chain['instances_per_s']:.1f} instances/s ({chain['activities_per_s']:.0f} activities/s); "
-         f"latency mean {chain['mean_latency_ms']:.0f} ms, p99 {chain['p99_latency_ms']:.0f} ms"),
-        ("(c) fan-out", f"{fan_out['activities']} activities",
-         f"{fan_out['wall_s']:.2f} s start -> completed ({fan_out['activities_per_s']:.0f} activities/s)"),
-    ]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    rows: list[tuple[str, str, str]] = []
+    if entity is not None:
+        rows.append(
+            ("(a) entity signal -> state visible", f"{entity['samples']} samples",
+             f"p50 {entity['p50_ms']:.2f} ms, p99 {entity['p99_ms']:.2f} ms "
+             f"(mean {entity['mean_ms']:.2f}, max {entity['max_ms']:.2f})")
+        )  # fmt: skip
+    if chain is not None:
+        rows.append(
+            ("(b) 10-activity chain", f"{chain['instances']} concurrent",
+             f"{chain['instances_per_s']:.1f} instances/s ({chain['activities_per_s']:.0f} activities/s); "
+             f"latency mean {chain['mean_latency_ms']:.0f} ms, p99 {chain['p99_latency_ms']:.0f} ms")
+        )  # fmt: skip
+    for run in fan_out:
+        rows.append(
+            ("(c) fan-out", f"{run['activities']} activities",
+             f"{run['wall_s']:.2f} s start -> completed ({run['activities_per_s']:.0f} activities/s, "
+             f"{run['episodes']} episodes)")
+        )  # fmt: skip
+    exponent = fitted_exponent(fan_out)
+    if exponent is not None:
+        first, last = min(args.fan_out), max(args.fan_out)
+        rows.append(("(c) fan-out growth", f"{first} -> {last}", f"wall ~ N^{exponent:.2f}"))
+    columns = [max(len(r[i]) for r in rows) for i in range(2)]
     print(f"devhost benchmark on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
     print("host defaults: maxConcurrentActivityFunctions=10, maxConcurrentOrchestratorFunctions=10")
     python = sys.executable
@@ -305,12 +352,18 @@ def main() -> int:
         python = os.path.relpath(python, REPO)
     print(f"command: cd {REPO} && {' '.join([python, Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
     print()
-    print(f"{'measure'.ljust(widths[0])}  {'load'.ljust(widths[1])}  result")
-    print(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 40}")
+    print(f"{'measure'.ljust(columns[0])}  {'load'.ljust(columns[1])}  result")
+    print(f"{'-' * columns[0]}  {'-' * columns[1]}  {'-' * 40}")
     for name, load, result in rows:
-        print(f"{name.ljust(widths[0])}  {load.ljust(widths[1])}  {result}")
+        print(f"{name.ljust(columns[0])}  {load.ljust(columns[1])}  {result}")
     print()
-    results = {"machine": machine, "entity_latency": entity, "chain": chain, "fan_out": fan_out}
+    results = {
+        "machine": machine,
+        "entity_latency": entity,
+        "chain": chain,
+        "fan_out": fan_out,
+        "fan_out_exponent": exponent,
+    }
     print(json.dumps(results, separators=(",", ":")))
     return 0
 
