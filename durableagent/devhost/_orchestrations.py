@@ -1,7 +1,14 @@
-"""Orchestration episodes: inbox + history → SDK invocation → shim replay → one atomic commit."""
+"""Orchestration episodes: inbox + history → SDK invocation → shim replay → one atomic commit.
+
+An episode takes every visible message of its instance (the extension's work item holds all of an
+instance's pending messages). Its SQL runs on the event loop; its CPU work (decoding a history the
+cache lacks, triage, encoding the context, decoding the SDK's answer, the shim's replay, encoding
+the new events) runs in a worker thread, so dispatch and HTTP keep going during a long replay.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -12,6 +19,7 @@ from typing import Any
 
 from . import _history as h
 from ._history import EventType, HistoryEvent, RuntimeStatus
+from ._history_cache import CachedHistory, HistoryCache, encode_events, history_array
 from ._replay import (
     CreateTimer,
     InstanceRef,
@@ -110,6 +118,8 @@ class _Episode:
     reset_history: bool = False
     held: list[int] = field(default_factory=list)
     resumed: bool = False
+    # Each of new_events' to_json(), computed with the rest of the episode's CPU work.
+    new_event_json: list[str] | None = None
 
 
 class OrchestrationWorker:
@@ -141,42 +151,71 @@ class OrchestrationWorker:
         self._http_poll_interval = http_poll_interval
         self._max_actions = max_actions
         self._rejected: set[str] = set()
+        self._histories = HistoryCache()
 
     async def process(self, instance_id: str) -> None:
         now = self._clock()
-        inbox = self._store.ready_messages(ORCHESTRATION, now, target=instance_id)
+        # Every visible message of the instance: one episode for all that arrived since the last one.
+        inbox = self._store.ready_messages(ORCHESTRATION, now, target=instance_id, limit=None)
         if not inbox:
             return
         record = self._store.get_instance(instance_id)
         if record is None:
             self._drop(inbox, "no such instance")
             return
-        episode = _Episode(record)
-        history = self._store.get_history(instance_id)
         # DTFx checks the instance's version before it runs anything of the work item, control
         # messages included (TaskOrchestrationDispatcher.OnProcessWorkItemAsync).
         check = None if record.status.is_terminal else self._versioning.check(record.version)
         if check is not None and not check.fails_instance:
             self._abandon(record, inbox, check, now)
             return
-        if check is not None:
-            self._fail_version(episode, history, inbox, check)
+        try:
+            history = await self._history(record)
+            episode = _Episode(record)
+            if check is not None:
+                self._fail_version(episode, history, inbox, check)
+            else:
+                begun = await asyncio.to_thread(self._begin, episode, history, inbox, now)
+                if begun is not None:
+                    started, context_json = begun
+                    state_json, failure = await self._call(episode.record, context_json)
+                    await asyncio.to_thread(self._end, episode, history, started, state_json, failure, now)
+            if episode.new_event_json is None:
+                episode.new_event_json = encode_events(episode.new_events)
             self._commit(episode)
+        except BaseException:
+            self._histories.discard(instance_id)  # the next episode reads the history again
+            raise
+        self._remember(episode, history)
+
+    # The history, from the cache or the task hub -------------------------------------------------
+
+    async def _history(self, record: InstanceRecord) -> CachedHistory:
+        length = self._store.history_length(record.instance_id)
+        cached = self._histories.get(record.instance_id, record.execution_id, length)
+        if cached is None:
+            stored = self._store.get_history_json(record.instance_id)
+            cached = await asyncio.to_thread(CachedHistory.decode, record.execution_id, stored)
+        return cached
+
+    def _remember(self, episode: _Episode, history: CachedHistory) -> None:
+        """After the commit: the cached history gains the episode's events (finished instances leave)."""
+        record = episode.record
+        if episode.reset_history or record.status.is_terminal:
+            self._histories.discard(record.instance_id)
             return
-        events = self._triage(episode, history, inbox)
-        if events is not None:
-            await self._run(episode, history, events, now)
-        self._commit(episode)
+        assert episode.new_event_json is not None
+        history.extend(episode.new_events, episode.new_event_json)
+        self._histories.put(record.instance_id, history)
 
     # Which inbox messages this episode takes, and what it does with control messages -------------
 
-    def _triage(
-        self, episode: _Episode, history: list[HistoryEvent], inbox: list[Message]
-    ) -> list[HistoryEvent] | None:
+    def _triage(self, episode: _Episode, history: CachedHistory, inbox: list[Message]) -> list[HistoryEvent] | None:
         record = episode.record
         now = to_datetime(self._clock())
-        done_ids = {int(e.get("TaskScheduledId")) for e in history if e.type in _COMPLETIONS}
-        fired = {int(e.get("TimerId")) for e in history if e.type == EventType.TIMER_FIRED}
+        # Completions and timers this inbox delivers, on top of those the history already records.
+        done_ids: set[int] = set()
+        fired: set[int] = set()
         deliver: list[HistoryEvent] = []
         deliver_ids: list[int] = []
         status = record.status
@@ -184,8 +223,7 @@ class OrchestrationWorker:
             event = HistoryEvent.from_wire(message.body["event"])
             execution = message.body.get("execution")
             if event.type == EventType.EXECUTION_STARTED:
-                started = any(e.type == EventType.EXECUTION_STARTED for e in history)
-                if execution == record.execution_id and not started:
+                if execution == record.execution_id and not history.started:
                     deliver.append(event)
                     deliver_ids.append(message.id)
                     if status in (RuntimeStatus.Pending, RuntimeStatus.ContinuedAsNew):
@@ -222,15 +260,16 @@ class OrchestrationWorker:
                 continue
             if event.type in _COMPLETIONS:
                 task_id = int(event.get("TaskScheduledId"))
-                if task_id in done_ids:
+                if task_id in history.completed or task_id in done_ids:
                     episode.consumed.append(message.id)  # a redelivered completion
                     continue
                 done_ids.add(task_id)
             if event.type == EventType.TIMER_FIRED:
-                if int(event.get("TimerId")) in fired:
+                timer_id = int(event.get("TimerId"))
+                if timer_id in history.fired or timer_id in fired:
                     episode.consumed.append(message.id)
                     continue
-                fired.add(int(event.get("TimerId")))
+                fired.add(timer_id)
             deliver_ids.append(message.id)
             deliver.append(event)
         if status == RuntimeStatus.Suspended:
@@ -293,7 +332,7 @@ class OrchestrationWorker:
             )
 
     def _fail_version(
-        self, episode: _Episode, history: list[HistoryEvent], inbox: list[Message], check: VersionCheck
+        self, episode: _Episode, history: CachedHistory, inbox: list[Message], check: VersionCheck
     ) -> None:
         """VersionFailureStrategy.Fail: DTFx completes the instance as Failed with FailureDetails
         ("VersionMismatch", ...) and no result; the Azure Storage tracking store shows the failure's
@@ -301,10 +340,9 @@ class OrchestrationWorker:
         record = episode.record
         now = to_datetime(self._clock())
         episode.consumed = [m.id for m in inbox]
-        started = any(e.type == EventType.EXECUTION_STARTED for e in history)
         delivered = [HistoryEvent.from_wire(m.body["event"]) for m in inbox]
         starts = [e for e in delivered if e.type == EventType.EXECUTION_STARTED]
-        start_events = [] if started else starts[:1]
+        start_events = [] if history.started else starts[:1]
         failure = {
             "ErrorType": VERSION_MISMATCH_ERROR_TYPE,
             "ErrorMessage": VERSION_MISMATCH_MESSAGE,
@@ -333,15 +371,19 @@ class OrchestrationWorker:
 
     # One invocation of the orchestrator ----------------------------------------------------------
 
-    async def _run(
-        self, episode: _Episode, history: list[HistoryEvent], delivered: list[HistoryEvent], now_ts: float
-    ) -> None:
+    def _begin(
+        self, episode: _Episode, history: CachedHistory, inbox: list[Message], now_ts: float
+    ) -> tuple[list[HistoryEvent], str] | None:
+        """Triage the inbox; if the orchestrator must run, this episode's first events and the context
+        JSON for it. Runs in a worker thread."""
+        delivered = self._triage(episode, history, inbox)
+        if delivered is None:
+            episode.new_event_json = encode_events(episode.new_events)
+            return None
         record = episode.record
-        now = to_datetime(now_ts)
-        started = [h.orchestrator_started(now), *episode.new_events, *delivered]
-        full = [*history, *started]
-        context = {
-            "history": [e.to_wire(is_played=i < len(history)) for i, e in enumerate(full)],
+        started = [h.orchestrator_started(to_datetime(now_ts)), *episode.new_events, *delivered]
+        episode.new_events = list(started)
+        rest = {
             "input": json.loads(record.input) if record.input is not None else None,
             "instanceId": record.instance_id,
             "isReplaying": False,
@@ -352,25 +394,48 @@ class OrchestrationWorker:
             "maximumShortTimerDuration": "6.00:00:00",
             "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
         }
-        state: dict[str, Any] | None = None
-        failure: str | None = None
+        # {"history": [...], "input": ...}: the recorded events are sent as cached (IsPlayed true).
+        context_json = (
+            '{"history": ' + history_array(history.played, encode_events(started)) + ", " + json.dumps(rest)[1:]
+        )
+        return started, context_json
+
+    async def _call(self, record: InstanceRecord, context_json: str) -> tuple[str | None, str | None]:
+        """Invoke the orchestrator: (its state JSON, None), or (None, why it failed)."""
         try:
-            state = json.loads(await self._invoke(record.name, json.dumps(context)))
+            return await self._invoke(record.name, context_json), None
         except UnknownFunctionError as exc:
-            failure = str(exc)
+            return None, str(exc)
         except Exception as exc:  # the user's code, reported the way the extension reports it
             text = str(getattr(exc, "message", None) or exc)
             if _OOPROC_LABEL in text:
-                state = json.loads(text.split(_OOPROC_LABEL, 1)[1])
+                return text.split(_OOPROC_LABEL, 1)[1], None
+            return None, f"Orchestrator function '{record.name}' failed: {text}"
+
+    def _end(
+        self,
+        episode: _Episode,
+        history: CachedHistory,
+        started: list[HistoryEvent],
+        state_json: str | None,
+        failure: str | None,
+        now_ts: float,
+    ) -> None:
+        """Replay the SDK's actions against the history and settle the episode. Runs in a worker thread."""
+        record = episode.record
+        now = to_datetime(now_ts)
+        if state_json is not None:
+            try:
+                state: dict[str, Any] = json.loads(state_json)
+            except ValueError as exc:
+                failure = f"Orchestrator function '{record.name}' failed: {exc}"
             else:
-                failure = f"Orchestrator function '{record.name}' failed: {text}"
-        episode.new_events = list(started)
-        if state is not None:
-            failure = self._replay(episode, full, len(history), state, now)
+                failure = self._replay(episode, [*history.events, *started], len(history), state, now)
         if failure is not None:
             self._complete(episode, RuntimeStatus.Failed, json.dumps(failure), now, failed_reason=failure)
         if not episode.reset_history:
             episode.new_events.append(h.orchestrator_completed(now))
+        episode.new_event_json = encode_events(episode.new_events)
 
     def _replay(
         self, episode: _Episode, full: list[HistoryEvent], new_from: int, state: dict[str, Any], now: Any
@@ -506,7 +571,7 @@ class OrchestrationWorker:
             if episode.reset_history:
                 self._store.clear_history(db, episode.record.instance_id)
             if episode.new_events:
-                self._store.append_history(db, episode.record.instance_id, episode.new_events)
+                self._store.append_history(db, episode.record.instance_id, episode.new_events, episode.new_event_json)
             self._store.put_instance(db, replace(episode.record, updated_at=self._clock()))
             self._store.put_messages(db, others)
             for message in starts:

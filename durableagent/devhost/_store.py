@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages(kind, visible_at);
 CREATE INDEX IF NOT EXISTS messages_target ON messages(target, id);
+-- The dispatcher's oldest-first scan of one kind (activities): walks ids in order and stops at its limit.
+CREATE INDEX IF NOT EXISTS messages_kind_id ON messages(kind, id);
 CREATE TABLE IF NOT EXISTS entities (
     entity_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -164,10 +166,19 @@ class TaskHubStore:
         return _instance(row) if row else None
 
     def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        return [HistoryEvent.from_json(text) for text in self.get_history_json(instance_id)]
+
+    def get_history_json(self, instance_id: str) -> list[str]:
+        """Each stored event's JSON, in order, undecoded (decoding is CPU work the caller may move)."""
         rows = self._db.execute(
             "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
         ).fetchall()
-        return [HistoryEvent.from_json(row[0]) for row in rows]
+        return [row[0] for row in rows]
+
+    def history_length(self, instance_id: str) -> int:
+        """How many events the instance's history holds (one index seek)."""
+        row = self._db.execute("SELECT MAX(seq) FROM history WHERE instance_id = ?", (instance_id,)).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
 
     def query_instances(
         self, query: InstanceQuery, *, top: int | None = None, after: str | None = None
@@ -231,20 +242,26 @@ class TaskHubStore:
         *,
         target: str | None = None,
         exclude: set[int] | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[Message]:
-        sql = "SELECT * FROM messages WHERE kind = ? AND visible_at <= ?"
+        """Visible messages of ``kind`` (of one ``target``), oldest first; ``limit`` None: all of them."""
         params: list[Any] = [kind, now]
         if target is not None:
-            sql += " AND target = ?"
+            sql = "SELECT * FROM messages WHERE kind = ? AND visible_at <= ? AND target = ? ORDER BY id"
             params.append(target)
-        sql += " ORDER BY id"
+        else:
+            # "+visible_at" keeps SQLite off messages_ready, which would sort every pending message of
+            # the kind (thousands during a wide fan-out) on each dispatcher wake-up.
+            sql = "SELECT * FROM messages WHERE kind = ? AND +visible_at <= ? ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit + len(exclude or ()))
         found: list[Message] = []
         for row in self._db.execute(sql, params):
             if exclude and row[0] in exclude:
                 continue
             found.append(Message(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5]))
-            if len(found) >= limit:
+            if limit is not None and len(found) >= limit:
                 break
         return found
 
@@ -293,12 +310,19 @@ class TaskHubStore:
         )
 
     @staticmethod
-    def append_history(db: sqlite3.Connection, instance_id: str, events: Sequence[HistoryEvent]) -> None:
+    def append_history(
+        db: sqlite3.Connection,
+        instance_id: str,
+        events: Sequence[HistoryEvent],
+        encoded: Sequence[str] | None = None,
+    ) -> None:
+        """Append ``events``; ``encoded``, if given, is each one's ``to_json()`` already computed."""
         row = db.execute("SELECT COALESCE(MAX(seq), -1) FROM history WHERE instance_id = ?", (instance_id,))
         start = int(row.fetchone()[0]) + 1
+        texts = encoded if encoded is not None else [e.to_json() for e in events]
         db.executemany(
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
-            [(instance_id, start + i, e.to_json()) for i, e in enumerate(events)],
+            [(instance_id, start + i, text) for i, text in enumerate(texts)],
         )
 
     @staticmethod
