@@ -113,6 +113,14 @@ def test_cached_history_sends_what_the_events_encode_to() -> None:
     assert played_json(events[5].to_json()).count('"IsPlayed":true') == 1
 
 
+def test_rows_in_another_key_order_are_sent_as_the_events_encode() -> None:
+    event = sample_events()[2]
+    wire = event.to_wire()
+    reordered = json.dumps({"Name": wire["Name"], **{k: v for k, v in wire.items() if k not in ("Name", "IsPlayed")}})
+    cached = CachedHistory.decode("x", [reordered])
+    assert json.loads(history_array(cached.played, [])) == [event.to_wire(is_played=True)]
+
+
 def test_cache_entry_is_dropped_when_the_stored_history_differs() -> None:
     cache = HistoryCache(max_instances=2)
     cache.put("a", CachedHistory.decode("x1", [e.to_json() for e in sample_events()]))

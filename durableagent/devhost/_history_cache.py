@@ -14,6 +14,7 @@ worker's back (a management restart, a purge) makes the worker read it again.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,13 +57,20 @@ class CachedHistory:
 
     @classmethod
     def decode(cls, execution_id: str, stored: Sequence[str]) -> CachedHistory:
-        """Build from the stored JSON of every event, in order (CPU work: call it off the event loop)."""
+        """Build from the stored JSON of every event, in order (CPU work: call it off the event loop).
+
+        The played JSON is encoded again from the decoded events, so rows whatever their key order
+        (an older host's) go to the SDK exactly as the events encode now."""
         cached = cls(execution_id)
-        cached.extend([HistoryEvent.from_json(text) for text in stored], stored)
+        events = [HistoryEvent.from_json(text) for text in stored]
+        cached._add(events, [json.dumps(e.to_wire(is_played=True), separators=(",", ":")) for e in events])
         return cached
 
     def extend(self, events: Sequence[HistoryEvent], stored: Sequence[str]) -> None:
-        """Append committed events; ``stored`` is each one's ``to_json()``."""
+        """Append committed events; ``stored`` is each one's ``to_json()``, as this host just wrote it."""
+        self._add(events, [played_json(text) for text in stored])
+
+    def _add(self, events: Sequence[HistoryEvent], played: Sequence[str]) -> None:
         for event in events:
             if event.type in _COMPLETIONS:
                 self.completed.add(int(event.get("TaskScheduledId")))
@@ -71,7 +79,7 @@ class CachedHistory:
             elif event.type == EventType.EXECUTION_STARTED:
                 self.started = True
         self.events.extend(events)
-        self.played.extend(played_json(text) for text in stored)
+        self.played.extend(played)
 
     def __len__(self) -> int:
         return len(self.events)
