@@ -12,6 +12,7 @@ A run belongs to one workflow: asking another workflow's routes about it answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -25,6 +26,7 @@ import azure.functions as func
 from agent_framework._serialization import make_json_safe
 from agent_framework.exceptions import WorkflowCheckpointException
 
+from . import _wakeups
 from ._bodies import parse_json, parse_json_object
 from ._errors import (
     CHECKPOINT_INCOMPATIBLE,
@@ -44,9 +46,9 @@ from ._errors import (
 from ._http_api import api_base, error_response, json_response, key_param
 from ._logs import describe_exception, get_logger
 from ._requests import parse_flag
-from ._workflow_orchestrator import ANSWER_EVENT, failure_from_output, orchestrator_name, start_input
+from ._workflow_orchestrator import ANSWER_EVENT, failure_from_output, orchestrator_name, start_input, waiter_key
 from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, failure_details, pack, unpack
-from ._workflow_store import BlobCheckpointStorage, RunStore, is_safe_id
+from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore, is_safe_id
 
 _log = get_logger("durableagent.http")
 
@@ -59,6 +61,12 @@ MAX_REASON_LENGTH = 1024
 _NUMBER = re.compile(r"^\s*[+-]?(?:[0-9]{1,6}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})\s*\Z")
 DEFAULT_WAIT_SECONDS = 30.0
 MAX_WAIT_SECONDS = 230.0
+# A waiting start reads the run's status at once, then backing off between these (the fallback when
+# the orchestration runs in another process); a wake-up from the orchestration makes it look again
+# after _AFTER_WAKE_SECONDS, backing off from there until the host has committed the settled status.
+_FIRST_POLL_SECONDS = 0.01
+_MAX_POLL_SECONDS = 0.5
+_AFTER_WAKE_SECONDS = 0.001
 
 Handler = Callable[[func.HttpRequest, df.DurableOrchestrationClient], Awaitable[func.HttpResponse]]
 
@@ -128,14 +136,32 @@ class WorkflowHttpApi:
             existing = await client.get_status(run_id)
             if existing is not None and existing.runtime_status is not None:
                 raise RequestError(RUN_EXISTS, f"A run with id '{run_id}' already exists.")
-        # The JSON input travels as it came; the step converts it (no pickled objects in the history).
-        instance_id = await start_run(
-            client, spec, storage, body.get("input"), checkpoint_id=checkpoint_id, run_id=run_id
-        )
         if not wait:
+            # The JSON input travels as it came; the step converts it (no pickled objects in the history).
+            instance_id = await start_run(
+                client, spec, storage, body.get("input"), checkpoint_id=checkpoint_id, run_id=run_id
+            )
             return json_response(self._links(req, spec, instance_id, {"runtimeStatus": "Pending"}), status=202)
-        status = await _wait_until_settled(client, instance_id, timeout)
-        body_out = await self._status_body(req, spec, status)
+        run_id = run_id or uuid.uuid4().hex
+        listing: list[asyncio.Task[list[CheckpointEntry]]] = []
+
+        def woke() -> None:
+            # The run's checkpoints are written before it settles: list them while the host commits.
+            if not listing:
+                store = RunStore(storage)
+                listing.append(asyncio.create_task(asyncio.to_thread(store.checkpoints, spec.name, str(run_id))))
+
+        # Watch before starting: a short run may settle before the first look.
+        with _wakeups.watch(waiter_key(spec.name), run_id) as woken:
+            instance_id = await start_run(
+                client, spec, storage, body.get("input"), checkpoint_id=checkpoint_id, run_id=run_id
+            )
+            status = await _wait_until_settled(client, instance_id, timeout, woken, woke)
+        listed = None
+        if listing:
+            with contextlib.suppress(Exception):  # a failed early listing is done again below
+                listed = await listing[0]
+        body_out = await self._status_body(req, spec, status, listed)
         return json_response(body_out, status=200 if _settled(status) else 202)
 
     # GET workflows/{name}/runs/{runId} ------------------------------------------------------------
@@ -144,7 +170,14 @@ class WorkflowHttpApi:
         spec, status = await self._owned_status(req, client)
         return json_response(await self._status_body(req, spec, status))
 
-    async def _status_body(self, req: func.HttpRequest, spec: WorkflowSpec, status: Any) -> dict[str, Any]:
+    async def _status_body(
+        self, req: func.HttpRequest, spec: WorkflowSpec, status: Any, listed: list[CheckpointEntry] | None = None
+    ) -> dict[str, Any]:
+        """The run as the status route shows it.
+
+        ``listed`` is the run's checkpoint index read earlier (when the run signalled it settled); it
+        is used only if it ends with the completed run's final checkpoint, else the index is read now.
+        """
         storage = self._storage()
         run_id = status.instance_id
         runtime = _runtime(status)
@@ -176,7 +209,11 @@ class WorkflowHttpApi:
                 item = describe_request(event)
                 item["respondUri"] = _url(req, spec, run_id, f"/requests/{quote(event.request_id, safe='')}")
                 body["pendingRequests"].append(item)
-        entries = await asyncio.to_thread(RunStore(storage).checkpoints, spec.name, run_id)
+        final = output.get("checkpointId") if runtime == "Completed" and isinstance(output, dict) else None
+        if listed and final is not None and listed[-1].checkpoint_id == final:
+            entries = listed  # nothing is indexed after a completed run's final checkpoint
+        else:
+            entries = await asyncio.to_thread(RunStore(storage).checkpoints, spec.name, run_id)
         body["checkpoints"] = [e.to_json() for e in entries]
         return self._links(req, spec, run_id, body)
 
@@ -346,15 +383,44 @@ def _settled(status: Any) -> bool:
     return _runtime(status) in _TERMINAL or custom.get("state") == "waiting_for_input"
 
 
-async def _wait_until_settled(client: df.DurableOrchestrationClient, run_id: str, timeout: float) -> Any:
+async def _wait_until_settled(
+    client: df.DurableOrchestrationClient,
+    run_id: str,
+    timeout: float,
+    woken: asyncio.Event | None = None,
+    on_wake: Callable[[], None] | None = None,
+) -> Any:
+    """The run's status once it settled (finished or waiting for input), or when ``timeout`` ran out.
+
+    ``woken`` (from ``_wakeups.watch``) is set when the orchestration settled the run in this
+    process: the wait looks again at once rather than at its next poll. The host commits the status
+    just after the orchestrator function returns, so a look that still finds the run busy keeps
+    polling, briefly at first; without wake-ups (another instance) the back-off alone applies.
+    ``on_wake`` is called at each wake-up.
+    """
     deadline = time.monotonic() + timeout
-    delay = 0.01
+    delay = _FIRST_POLL_SECONDS
     while True:
         status = await client.get_status(run_id)
         if _settled(status) or time.monotonic() >= deadline:
             return status
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.5)
+        pause = min(delay, max(0.0, deadline - time.monotonic()))
+        if woken is None:
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, _MAX_POLL_SECONDS)
+            continue
+        try:
+            await asyncio.wait_for(woken.wait(), pause)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11; a distinct class on 3.10
+            delay = min(delay * 2, _MAX_POLL_SECONDS)
+            continue
+        # Woken: the commit follows the orchestrator function's return; look again very soon, then
+        # back off from there. The hint is spent: a later one (another settle) wakes the wait again.
+        woken.clear()
+        if on_wake is not None:
+            on_wake()
+        await asyncio.sleep(min(_AFTER_WAKE_SECONDS, max(0.0, deadline - time.monotonic())))
+        delay = _AFTER_WAKE_SECONDS * 2
 
 
 def _runtime(status: Any) -> str:

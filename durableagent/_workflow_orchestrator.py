@@ -14,6 +14,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import _wakeups
 from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec
 
 ANSWER_EVENT = "workflow-answer"
@@ -21,6 +22,22 @@ ANSWER_EVENT = "workflow-answer"
 
 def orchestrator_name(workflow: str) -> str:
     return f"workflow-{workflow}"
+
+
+def waiter_key(workflow: str) -> str:
+    """The workflow's name in ``_wakeups``: the orchestration and the HTTP request waiting for its run use it."""
+    return f"workflow/{workflow.lower()}"
+
+
+def _settling(context: Any, spec: WorkflowSpec) -> None:
+    """Wake a request in this process that waits for this run: the episode ending now settles it.
+
+    The host commits the run's new status only after the orchestrator function returns, so the
+    waiter reads the status again (and keeps polling briefly if the commit is not visible yet).
+    Replayed episodes settled nothing new: they stay quiet.
+    """
+    if not getattr(context, "is_replaying", False):
+        _wakeups.notify(waiter_key(spec.name), str(context.instance_id))
 
 
 def step_activity_name(workflow: str) -> str:
@@ -95,6 +112,7 @@ def orchestrate(context: Any, spec: WorkflowSpec) -> Any:
             # Older step results had "type" and the exception's text: report those generically.
             code = str(error.get("code") or "workflow_failed")
             message = str(error.get("message") or "") if "code" in error else "The workflow run failed."
+            _settling(context, spec)
             raise WorkflowRunError(failure_text(code, message))
         checkpoint_id = result["checkpointId"]
         pending: dict[str, Any] = result["pending"]
@@ -107,6 +125,7 @@ def orchestrate(context: Any, spec: WorkflowSpec) -> Any:
                 return None
             continue
         if not pending:
+            _settling(context, spec)
             return {"outputs": outputs, "steps": step, "checkpointId": checkpoint_id}
         now = context.current_utc_datetime
         since = {rid: since.get(rid, now.isoformat()) for rid in pending}
@@ -128,6 +147,7 @@ def _wait_for_answers(
         if recorded:
             return recorded
         context.set_custom_status(_status("waiting_for_input", step, result, pending))
+        _settling(context, spec)
         announced = context.wait_for_external_event(ANSWER_EVENT)
         if spec.request_timeout is None:
             yield announced
@@ -141,6 +161,7 @@ def _wait_for_answers(
             continue
         expired = sorted(rid for rid, deadline in deadlines.items() if deadline <= first + timedelta(microseconds=1))
         if spec.timeout_response is FAIL_ON_TIMEOUT:
+            _settling(context, spec)
             raise WorkflowRunError(
                 failure_text("request_timed_out", f"No answer to request(s) {', '.join(expired)} came in time.")
             )
