@@ -12,7 +12,9 @@ The workflow (``benchmarks/apps/workflows_bench/chain.py``) is a line of S trivi
 (ii)  durable, not waited for: ``POST /api/workflows/Chain/runs`` (202), then the task hub is read
       until the run completed; (completion timestamp - POST sent) / S;
 (iii) durable, waited for: ``POST /api/workflows/Chain/runs?wait=true``; POST -> 200, and the lag
-      between the task hub committing the run's completion and the response arriving.
+      between the task hub committing the run's completion and the response arriving;
+(iv)  the step activity's body alone: ``run_step`` called in a loop in this process against the
+      same Azurite, without the host: the library's share of (ii).
 
 It starts Azurite (in memory, free ports) and ``python -m durableagent.devhost`` as a subprocess
 on a copy of ``benchmarks/apps/workflows_bench``. It prints a table, the command, and as the last
@@ -79,6 +81,41 @@ def in_process(supersteps: int, runs: int) -> dict[str, Any]:
 
     totals = asyncio.run(measure())
     per_step = [t * 1000 / supersteps for t in totals]
+    return {"runs": runs, "per_superstep_ms_p50": statistics.median(per_step), "per_superstep_ms_all": per_step}
+
+
+def steps_alone(connection_string: str, supersteps: int, runs: int) -> dict[str, Any]:
+    """The durable step activity's body (``run_step``) called in a loop in this process: the library's
+    share of a durable superstep, without the host (no orchestration, no activity dispatch)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from durableagent._workflow_step import WorkflowSpec, pack, run_step
+    from durableagent._workflow_store import BlobCheckpointStorage
+
+    container = BlobServiceClient.from_connection_string(connection_string).get_container_client("bench-steps")
+    storage = BlobCheckpointStorage(container)
+    spec = WorkflowSpec(name=NAME, workflow=build(supersteps))
+
+    async def one_run(run_id: str) -> float:
+        began = time.perf_counter()
+        request: dict[str, Any] = {"runId": run_id, "step": 0, "checkpointId": None, "answers": None}
+        request["input"] = pack("x", storage, spec.name, run_id, "input")
+        steps = 0
+        while True:
+            result = await run_step(spec, storage, request)
+            steps += 1
+            if result["error"] or not result["hasMessages"]:
+                break
+            request = {"runId": run_id, "step": steps, "checkpointId": result["checkpointId"], "answers": None}
+        if steps != supersteps or result["error"]:
+            raise RuntimeError(f"run_step loop took {steps} steps, error {result['error']}")
+        return (time.perf_counter() - began) * 1000 / supersteps
+
+    async def measure() -> list[float]:
+        await one_run("warmup")
+        return [await one_run(f"alone-{i}") for i in range(runs)]
+
+    per_step = asyncio.run(measure())
     return {"runs": runs, "per_superstep_ms_p50": statistics.median(per_step), "per_superstep_ms_all": per_step}
 
 
@@ -159,7 +196,7 @@ def durable(host: Host, hub: Hub, supersteps: int, runs: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_host(work: Path, supersteps: int) -> Iterator[tuple[Host, Hub]]:
+def running_host(work: Path, supersteps: int) -> Iterator[tuple[Host, Hub, AzuriteProcess]]:
     azurite = AzuriteProcess(work / "azurite", ports=AzuritePorts(*free_ports(3)), in_memory=True)
     azurite.start()
     try:
@@ -177,7 +214,7 @@ def running_host(work: Path, supersteps: int) -> Iterator[tuple[Host, Hub]]:
         try:
             hub = Hub(app_dir / ".durableagent" / f"taskhub-{HUB}.sqlite")
             try:
-                yield host, hub
+                yield host, hub, azurite
             finally:
                 hub.close()
         finally:
@@ -199,7 +236,8 @@ def main() -> int:
     local = in_process(args.supersteps, args.runs)
     work = Path(tempfile.mkdtemp(prefix="workflows-bench-"))
     try:
-        with running_host(work, args.supersteps) as (host, hub):
+        with running_host(work, args.supersteps) as (host, hub, azurite):
+            alone = steps_alone(azurite.connection_string, args.supersteps, args.durable_runs)
             warm = host.connect()
             try:  # the first run imports and indexes code: keep it out of the numbers
                 start(host, warm, f"warmup-{uuid.uuid4().hex[:8]}", wait=True)
@@ -225,6 +263,8 @@ def main() -> int:
          f"p50 {remote['per_superstep_ms_p50']:.2f} ms (not waited {remote['per_superstep_ms_nowait_p50']:.2f}, "
          f"waited {remote['per_superstep_ms_wait_p50']:.2f})"),
         ("ratio durable / in process", "", f"{ratio:.1f}x"),
+        ("per superstep, step activity body alone (no host)", f"{args.durable_runs} runs",
+         f"p50 {alone['per_superstep_ms_p50']:.2f} ms"),
         ("?wait=true POST -> 200", f"{args.durable_runs} runs", f"p50 {remote['post_to_response_ms_p50']:.0f} ms"),
         ("?wait=true lag after completion", f"{args.durable_runs} runs",
          f"p50 {remote['wait_lag_ms_p50']:.1f} ms, max {remote['wait_lag_ms_max']:.1f} ms"),
@@ -247,6 +287,7 @@ def main() -> int:
         "supersteps": args.supersteps,
         "in_process": local,
         "durable": remote,
+        "steps_alone": alone,
         "ratio": ratio,
     }
     print(json.dumps(results, separators=(",", ":")))

@@ -137,18 +137,24 @@ async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: 
     """
     run_id = str(request["runId"])
     step = int(request["step"])
-    scoped = RunCheckpointStorage(storage, spec.name, run_id, step)
+    # A graph step indexes its checkpoint after the superstep, beside the step's other writes.
+    scoped = RunCheckpointStorage(storage, spec.name, run_id, step, defer_index=not spec.functional)
     answers: dict[str, Any] | None = request.get("answers") or None
     if spec.functional:
         events, error = await _functional_step(spec, scoped, request, answers)
     else:
+        # An earlier attempt that crashed may have indexed its checkpoint; this attempt's overwrites it.
         events, error = await _graph_step(spec, scoped, request, answers)
     checkpoint = scoped.saved[-1] if scoped.saved else None
     pending = dict(checkpoint.pending_request_info_events) if checkpoint else {}
-    await asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events)
     values = [e.data for e in events if e.type == "output"]
-    outputs = await asyncio.to_thread(
-        lambda: [pack(v, storage, spec.name, run_id, f"output-{step:08d}-{i}") for i, v in enumerate(values)]
+    # The step's records are independent blobs: write them at once (each is one storage round trip).
+    _, _, outputs = await asyncio.gather(
+        asyncio.to_thread(scoped.write_index),
+        asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events),
+        asyncio.to_thread(
+            lambda: [pack(v, storage, spec.name, run_id, f"output-{step:08d}-{i}") for i, v in enumerate(values)]
+        ),
     )
     return {
         "checkpointId": checkpoint.checkpoint_id if checkpoint else request.get("checkpointId"),
@@ -168,8 +174,6 @@ async def _graph_step(
     assert isinstance(workflow, Workflow)
     if spec.lock is None:
         spec.lock = asyncio.Lock()  # created on the agent loop, where every step runs
-    # An earlier attempt that crashed may have indexed checkpoints; this attempt redoes that work.
-    await asyncio.to_thread(storage.forget_step)
     events: list[Any] = []
     async with spec.lock:  # one Workflow instance runs one step at a time
         runner = workflow._runner

@@ -8,7 +8,9 @@ step retried after a crash overwrites its own blobs instead of adding new ones.
 
 Layout (one container):
   ``checkpoints/<checkpoint id>.json``                     the checkpoint, metadata: workflow
-  ``runs/<workflow>/<run>/checkpoints/<step>/<ts>_<id>``   index entry, metadata: iteration, previous
+  ``runs/<workflow>/<run>/checkpoints/<step>/<ts>_<id>``   index entry of a functional step's save,
+                                                         metadata: iteration, previous, timestamp, checkpoint
+  ``runs/<workflow>/<run>/checkpoints/<step>/<n>_superstep``  index entry of a graph step's save (same metadata)
   ``runs/<workflow>/<run>/events/<step>.json``             the events of one step
   ``runs/<workflow>/<run>/answers/<request id>.json``      an answer to a human-in-the-loop request
   ``runs/<workflow>/<run>/payloads/<name>.json``           a large input or output, by reference
@@ -20,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -64,6 +68,50 @@ class CheckpointEntry:
         }
 
 
+class RecentCheckpoints:
+    """The encoded checkpoints this process saved or read last, by id (bounded by count and bytes).
+
+    A durable run's step N+1 restores the checkpoint step N saved, usually in the same process: it
+    is read from here instead of from storage (it is still decoded, so no object is shared). A
+    checkpoint's blob is written once under a fresh id and never changed, so a copy cannot go stale;
+    ``delete`` drops the copy too.
+    """
+
+    def __init__(self, max_items: int = 64, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+
+    def get(self, checkpoint_id: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(checkpoint_id)
+            if data is not None:
+                self._items.move_to_end(checkpoint_id)
+            return data
+
+    def put(self, checkpoint_id: str, data: bytes) -> None:
+        if len(data) > self._max_bytes // 4:
+            return  # a large checkpoint would push out many small ones: read it from storage
+        with self._lock:
+            self._drop(checkpoint_id)
+            self._items[checkpoint_id] = data
+            self._bytes += len(data)
+            while len(self._items) > self._max_items or self._bytes > self._max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+    def drop(self, checkpoint_id: str) -> None:
+        with self._lock:
+            self._drop(checkpoint_id)
+
+    def _drop(self, checkpoint_id: str) -> None:
+        old = self._items.pop(checkpoint_id, None)
+        if old is not None:
+            self._bytes -= len(old)
+
+
 class BlobCheckpointStorage:
     """Agent Framework ``CheckpointStorage`` backed by Azure Blob Storage (Azurite locally).
 
@@ -81,6 +129,7 @@ class BlobCheckpointStorage:
         self._container = container
         self._allowed = frozenset(allowed_checkpoint_types or [])
         self._once = ContainerOnce(container)
+        self._recent = RecentCheckpoints()
 
     @classmethod
     def from_environment(
@@ -108,6 +157,7 @@ class BlobCheckpointStorage:
         data = self._encode(checkpoint)
         metadata = {"workflow": quote(checkpoint.workflow_name, safe="")}
         await asyncio.to_thread(self._put, _checkpoint_blob(checkpoint.checkpoint_id), data, metadata)
+        self._recent.put(checkpoint.checkpoint_id, data)
         return checkpoint.checkpoint_id
 
     async def load(self, checkpoint_id: str) -> WorkflowCheckpoint:
@@ -149,9 +199,10 @@ class BlobCheckpointStorage:
     def load_sync(self, checkpoint_id: str) -> WorkflowCheckpoint:
         if not is_safe_id(checkpoint_id):
             raise WorkflowCheckpointException(f"No checkpoint found with ID {checkpoint_id}")
-        raw = self._get(_checkpoint_blob(checkpoint_id))
+        raw = self._recent.get(checkpoint_id) or self._get(_checkpoint_blob(checkpoint_id))
         if raw is None:
             raise WorkflowCheckpointException(f"No checkpoint found with ID {checkpoint_id}")
+        self._recent.put(checkpoint_id, raw)
         try:
             decoded = decode_checkpoint_value(json.loads(raw), allowed_types=self._allowed)
         except WorkflowCheckpointException:
@@ -176,6 +227,7 @@ class BlobCheckpointStorage:
     def _delete_sync(self, checkpoint_id: str) -> bool:
         if not is_safe_id(checkpoint_id):
             return False
+        self._recent.drop(checkpoint_id)
         try:
             self._container.delete_blob(_checkpoint_blob(checkpoint_id))
             return True
@@ -210,34 +262,58 @@ class RunCheckpointStorage(BlobCheckpointStorage):
 
     ``saved`` lists what this step saved, newest last, so the step knows its own checkpoint even
     when the workflow instance remembers checkpoints of other runs.
+
+    With ``defer_index`` (a graph step: one superstep, which a retry redoes from the previous
+    checkpoint, so an unindexed checkpoint is never resumed from) a save only stores the checkpoint
+    and ``write_index`` indexes what the step saved once it is over, under names fixed by the step
+    and the save's ordinal: a retried attempt overwrites the entries of the one that crashed, so
+    nothing has to be listed or deleted first. Without it (a functional step, which resumes from its
+    newest indexed checkpoint) each save is indexed at once, named by its timestamp and id.
     """
 
-    def __init__(self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int) -> None:
+    def __init__(
+        self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int, *, defer_index: bool = False
+    ) -> None:
         super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
         self._once = parent._once
+        self._recent = parent._recent
         self.workflow = workflow
         self.run_id = run_id
         self.step = step
+        self.defer_index = defer_index
         self.saved: list[WorkflowCheckpoint] = []
 
     async def save(self, checkpoint: WorkflowCheckpoint) -> str:
         checkpoint_id = await super().save(checkpoint)
-        entry = CheckpointEntry(
-            checkpoint_id,
+        if not self.defer_index:
+            await asyncio.to_thread(self._index, self._entry(checkpoint))
+        self.saved.append(checkpoint)
+        return checkpoint_id
+
+    def _entry(self, checkpoint: WorkflowCheckpoint) -> CheckpointEntry:
+        return CheckpointEntry(
+            checkpoint.checkpoint_id,
             self.step,
             checkpoint.iteration_count,
             checkpoint.timestamp,
             checkpoint.previous_checkpoint_id,
         )
-        await asyncio.to_thread(self._index, entry)
-        self.saved.append(checkpoint)
-        return checkpoint_id
 
-    def _index(self, entry: CheckpointEntry) -> None:
-        stamp = re.sub(r"[^0-9]", "", entry.timestamp)
-        name = f"{_index_prefix(self.workflow, self.run_id, entry.step)}{stamp}_{entry.checkpoint_id}"
+    def write_index(self) -> None:
+        """Index what this step saved (with ``defer_index``; without it, saves were indexed already)."""
+        if self.defer_index:
+            for ordinal, checkpoint in enumerate(self.saved):
+                self._index(self._entry(checkpoint), ordinal)
+
+    def _index(self, entry: CheckpointEntry, ordinal: int | None = None) -> None:
+        if ordinal is None:
+            leaf = f"{re.sub(r'[^0-9]', '', entry.timestamp)}_{entry.checkpoint_id}"
+        else:
+            leaf = f"{ordinal:04d}_{_FIXED_LEAF}"
+        name = f"{_index_prefix(self.workflow, self.run_id, entry.step)}{leaf}"
         metadata = {"iteration": str(entry.iteration), "previous": entry.previous_checkpoint_id or ""}
         metadata["timestamp"] = entry.timestamp
+        metadata["checkpoint"] = entry.checkpoint_id
         self._put(name, b"", metadata)
 
     def forget_step(self) -> None:
@@ -250,6 +326,10 @@ class RunCheckpointStorage(BlobCheckpointStorage):
         """The newest checkpoint an earlier attempt of this step saved, if any."""
         entries = RunStore(self).checkpoints(self.workflow, self.run_id, step=self.step)
         return entries[-1].checkpoint_id if entries else None
+
+
+# The leaf of an index entry named by its step and ordinal: ``<ordinal>_superstep``.
+_FIXED_LEAF = "superstep"
 
 
 def _run_prefix(workflow: str, run_id: str) -> str:
@@ -278,7 +358,8 @@ class RunStore:
             meta = blob.metadata or {}
             entries.append(
                 CheckpointEntry(
-                    checkpoint_id=leaf.split("_", 1)[1],
+                    # Entries named by step and ordinal (graph steps) keep the id in their metadata.
+                    checkpoint_id=meta.get("checkpoint") or leaf.split("_", 1)[1],
                     step=int(step_text),
                     iteration=int(meta.get("iteration", "0")),
                     timestamp=meta.get("timestamp", ""),

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from zoo_loader import zoo
 
 from durableagent import BlobCheckpointStorage
-from durableagent._workflow_store import RunCheckpointStorage, RunStore
+from durableagent._workflow_store import RecentCheckpoints, RunCheckpointStorage, RunStore
 
 pytestmark = pytest.mark.e2e
 
@@ -101,6 +101,91 @@ def test_run_index_forgets_a_crashed_attempt(storage: BlobCheckpointStorage) -> 
         assert RunStore(storage).checkpoints("alpha", "run-2") == []
 
     asyncio.run(go())
+
+
+def test_a_graph_steps_index_is_written_after_it_and_a_retry_overwrites_the_crashed_attempts(
+    storage: BlobCheckpointStorage,
+) -> None:
+    async def go() -> None:
+        crashed = RunCheckpointStorage(storage, "alpha", "run-1", 3, defer_index=True)
+        await crashed.save(checkpoint("alpha", 3))
+        assert RunStore(storage).checkpoints("alpha", "run-1") == []  # indexed once the step is over
+        crashed.write_index()
+        retry = RunCheckpointStorage(storage, "alpha", "run-1", 3, defer_index=True)
+        await retry.save(checkpoint("alpha", 3))
+        retry.write_index()  # no listing, no delete: the same entry name
+        nxt = RunCheckpointStorage(storage, "alpha", "run-1", 4, defer_index=True)
+        await nxt.save(checkpoint("alpha", 4))
+        nxt.write_index()
+        entries = RunStore(storage).checkpoints("alpha", "run-1")
+        assert [(e.step, e.iteration, e.checkpoint_id) for e in entries] == [
+            (3, 3, retry.saved[0].checkpoint_id),
+            (4, 4, nxt.saved[0].checkpoint_id),
+        ]
+        assert entries[1].previous_checkpoint_id == nxt.saved[0].previous_checkpoint_id
+        # Entries named by timestamp and id (functional steps, and runs indexed before) still read.
+        functional = RunCheckpointStorage(storage, "alpha", "run-1", 5)
+        await functional.save(checkpoint("alpha", 5))
+        assert RunStore(storage).checkpoints("alpha", "run-1")[-1].checkpoint_id == functional.saved[0].checkpoint_id
+
+    asyncio.run(go())
+
+
+class _CountingContainer:
+    """A container client that counts blob downloads (and passes everything else through)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.downloads = 0
+
+    def download_blob(self, name: str) -> Any:
+        self.downloads += 1
+        return self.inner.download_blob(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_checkpoint_saved_or_read_in_this_process_is_read_again_without_a_download(
+    storage: BlobCheckpointStorage,
+) -> None:
+    counting = _CountingContainer(storage.container)
+    ours = BlobCheckpointStorage(counting)  # type: ignore[arg-type]
+    step = RunCheckpointStorage(ours, "alpha", "run-1", 0)
+
+    async def go() -> None:
+        saved = checkpoint("alpha", 1, ticket=zoo.Ticket("refund", 3))
+        await step.save(saved)  # through a step's storage: the app-wide one keeps the copy
+        first, second = await ours.load(saved.checkpoint_id), await ours.load(saved.checkpoint_id)
+        assert counting.downloads == 0
+        assert first.state == second.state == {"ticket": zoo.Ticket("refund", 3)}
+        assert first.state["ticket"] is not second.state["ticket"]  # decoded each time: nothing shared
+        other = checkpoint("alpha", 2)
+        await storage.save(other)  # written by another process
+        await ours.load(other.checkpoint_id)
+        await ours.load(other.checkpoint_id)
+        assert counting.downloads == 1
+        assert await ours.delete(saved.checkpoint_id) is True
+        with pytest.raises(WorkflowCheckpointException):
+            await ours.load(saved.checkpoint_id)
+
+    asyncio.run(go())
+
+
+def test_recent_checkpoints_are_bounded() -> None:
+    recent = RecentCheckpoints(max_items=2, max_bytes=100)
+    recent.put("a", b"1" * 10)
+    recent.put("b", b"2" * 10)
+    assert recent.get("a") == b"1" * 10  # now the most recent
+    recent.put("c", b"3" * 10)
+    assert (recent.get("a"), recent.get("b"), recent.get("c")) == (b"1" * 10, None, b"3" * 10)
+    recent.put("big", b"x" * 30)  # over a quarter of the bytes: never kept
+    assert recent.get("big") is None
+    recent.put("d", b"4" * 20)
+    recent.put("e", b"5" * 20)
+    assert recent.get("a") is None and recent.get("e") == b"5" * 20
+    recent.drop("e")
+    assert recent.get("e") is None
 
 
 def test_answers_are_recorded_once(storage: BlobCheckpointStorage) -> None:
