@@ -46,8 +46,17 @@ from ._errors import (
 from ._http_api import api_base, error_response, json_response, key_param
 from ._logs import describe_exception, get_logger
 from ._requests import parse_flag
-from ._workflow_orchestrator import ANSWER_EVENT, failure_from_output, orchestrator_name, start_input, waiter_key
-from ._workflow_step import WorkflowSpec, coerce_answer, coerce_input, describe_request, failure_details, pack, unpack
+from ._workflow_orchestrator import ANSWER_EVENT, failure_from_output, orchestrator_name, start_input
+from ._workflow_step import (
+    WorkflowSpec,
+    coerce_answer,
+    coerce_input,
+    describe_request,
+    failure_details,
+    pack,
+    unpack,
+    waiter_key,
+)
 from ._workflow_store import BlobCheckpointStorage, CheckpointEntry, RunStore, is_safe_id
 
 _log = get_logger("durableagent.http")
@@ -146,7 +155,7 @@ class WorkflowHttpApi:
         listing: list[asyncio.Task[list[CheckpointEntry]]] = []
 
         def woke() -> None:
-            # The run's checkpoints are written before it settles: list them while the host commits.
+            # The run's checkpoints are written before anything wakes us: list them while the run ends.
             if not listing:
                 store = RunStore(storage)
                 listing.append(asyncio.create_task(asyncio.to_thread(store.checkpoints, spec.name, str(run_id))))
@@ -392,11 +401,11 @@ async def _wait_until_settled(
 ) -> Any:
     """The run's status once it settled (finished or waiting for input), or when ``timeout`` ran out.
 
-    ``woken`` (from ``_wakeups.watch``) is set when the orchestration settled the run in this
-    process: the wait looks again at once rather than at its next poll. The host commits the status
-    just after the orchestrator function returns, so a look that still finds the run busy keeps
-    polling, briefly at first; without wake-ups (another instance) the back-off alone applies.
-    ``on_wake`` is called at each wake-up.
+    ``woken`` (from ``_wakeups.watch``) is set in this process when the run's last step ends and
+    again when its orchestration settles the run: the wait looks again at once rather than at its
+    next poll. The host commits the status just after the orchestrator function returns, so a look
+    that still finds the run busy keeps polling, briefly at first; without wake-ups (another
+    instance) the back-off alone applies. ``on_wake`` is called at each wake-up.
     """
     deadline = time.monotonic() + timeout
     delay = _FIRST_POLL_SECONDS

@@ -15,18 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import _wakeups
-from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec
+from ._workflow_step import FAIL_ON_TIMEOUT, WorkflowSpec, waiter_key
 
 ANSWER_EVENT = "workflow-answer"
 
 
 def orchestrator_name(workflow: str) -> str:
     return f"workflow-{workflow}"
-
-
-def waiter_key(workflow: str) -> str:
-    """The workflow's name in ``_wakeups``: the orchestration and the HTTP request waiting for its run use it."""
-    return f"workflow/{workflow.lower()}"
 
 
 def _settling(context: Any, spec: WorkflowSpec) -> None:

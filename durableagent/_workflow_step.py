@@ -28,6 +28,7 @@ from agent_framework._workflows._functional import FunctionalWorkflow, Functiona
 from agent_framework._workflows._typing_utils import is_instance_of, try_coerce_to_type
 from agent_framework.exceptions import WorkflowCheckpointException, WorkflowConvergenceException
 
+from . import _wakeups
 from ._errors import model_http_status
 from ._logs import describe_exception, get_logger
 from ._workflow_store import BlobCheckpointStorage, RunCheckpointStorage, RunStore
@@ -62,6 +63,11 @@ class WorkflowSpec:
             return wf.build()
         assert isinstance(wf, FunctionalWorkflow)
         return FunctionalWorkflow(wf._func, name=wf.name, description=wf.description)
+
+
+def waiter_key(workflow: str) -> str:
+    """The workflow's name in ``_wakeups``: its steps, its orchestration and a request waiting for a run use it."""
+    return f"workflow/{workflow.lower()}"
 
 
 # Inputs and outputs larger than this travel through the history as a blob reference.
@@ -156,10 +162,15 @@ async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: 
             lambda: [pack(v, storage, spec.name, run_id, f"output-{step:08d}-{i}") for i, v in enumerate(values)]
         ),
     )
+    has_messages = bool(checkpoint and any(checkpoint.messages.values())) and error is None
+    if not has_messages:
+        # The run settles with this step (finished, failed or waiting for input) and every record of
+        # it is written: a request waiting in this process can read them while the orchestration ends.
+        _wakeups.notify(waiter_key(spec.name), run_id)
     return {
         "checkpointId": checkpoint.checkpoint_id if checkpoint else request.get("checkpointId"),
         "iteration": checkpoint.iteration_count if checkpoint else None,
-        "hasMessages": bool(checkpoint and any(checkpoint.messages.values())) and error is None,
+        "hasMessages": has_messages,
         "pending": {rid: describe_request(ev) for rid, ev in pending.items()},
         "outputs": outputs,
         "eventCount": len(events),

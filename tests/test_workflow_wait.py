@@ -17,8 +17,8 @@ from agent_framework import Executor, WorkflowBuilder, WorkflowContext, handler
 
 from durableagent import _wakeups, _workflow_http
 from durableagent._workflow_http import WorkflowHttpApi
-from durableagent._workflow_orchestrator import WorkflowRunError, orchestrate, waiter_key
-from durableagent._workflow_step import WorkflowSpec
+from durableagent._workflow_orchestrator import WorkflowRunError, orchestrate
+from durableagent._workflow_step import WorkflowSpec, pack, run_step, waiter_key
 from durableagent._workflow_store import BlobCheckpointStorage
 
 NAME = "Echo"
@@ -106,6 +106,54 @@ def test_the_orchestration_wakes_a_waiter_of_its_run_when_it_settles(results: li
 
     assert asyncio.run(main(replaying=False))
     assert not asyncio.run(main(replaying=True))  # a replayed episode settled nothing new
+
+
+class _Forward(Executor):
+    @handler
+    async def forward(self, message: str, ctx: WorkflowContext[str]) -> None:
+        await ctx.send_message(message + "!")
+
+
+class _MemoryContainer:
+    """Just enough of a blob container client, in memory."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, Any]] = {}
+
+    def create_container(self) -> None:
+        pass
+
+    def upload_blob(self, name: str, data: bytes, overwrite: bool = True, metadata: Any = None) -> None:
+        self.blobs[name] = (bytes(data), metadata)
+
+    def download_blob(self, name: str) -> Any:
+        return SimpleNamespace(readall=lambda: self.blobs[name][0])
+
+    def list_blobs(self, name_starts_with: str, include: Any = None) -> list[Any]:
+        found = [(n, m) for n, (_, m) in self.blobs.items() if n.startswith(name_starts_with)]
+        return [SimpleNamespace(name=n, metadata=m) for n, m in found]
+
+
+def test_the_step_that_ends_a_run_wakes_its_waiter_and_earlier_steps_do_not() -> None:
+    forward, echo = _Forward(id="forward"), _Echo(id="echo")
+    workflow = WorkflowBuilder(name=NAME, start_executor=forward).add_edge(forward, echo).build()
+    spec = WorkflowSpec(name=NAME, workflow=workflow)
+    storage = BlobCheckpointStorage(_MemoryContainer())  # type: ignore[arg-type]
+
+    async def main() -> list[bool]:
+        woken_after = []
+        with _wakeups.watch(waiter_key(NAME), "run-1") as woken:
+            request: dict[str, Any] = {"runId": "run-1", "step": 0, "checkpointId": None, "answers": None}
+            request["input"] = pack("hi", storage, NAME, "run-1", "input")
+            for step in range(2):
+                result = await run_step(spec, storage, request)
+                await asyncio.sleep(0)  # the notify is delivered through the loop
+                woken_after.append(woken.is_set())
+                request = {"runId": "run-1", "step": step + 1, "checkpointId": result["checkpointId"], "answers": None}
+            assert not result["hasMessages"] and result["error"] is None
+        return woken_after
+
+    assert asyncio.run(main()) == [False, True]
 
 
 class _NoContainer:
