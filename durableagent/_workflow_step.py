@@ -31,7 +31,7 @@ from agent_framework.exceptions import WorkflowCheckpointException, WorkflowConv
 from . import _wakeups
 from ._errors import model_http_status
 from ._logs import describe_exception, get_logger
-from ._workflow_store import BlobCheckpointStorage, RunCheckpointStorage, RunStore
+from ._workflow_store import BlobCheckpointStorage, RunCheckpointStorage, RunStore, encode_events
 
 _log = get_logger("durableagent.workflows")
 
@@ -154,14 +154,19 @@ async def run_step(spec: WorkflowSpec, storage: BlobCheckpointStorage, request: 
     checkpoint = scoped.saved[-1] if scoped.saved else None
     pending = dict(checkpoint.pending_request_info_events) if checkpoint else {}
     values = [e.data for e in events if e.type == "output"]
-    # The step's records are independent blobs: write them at once (each is one storage round trip).
-    _, _, outputs = await asyncio.gather(
-        asyncio.to_thread(scoped.write_index),
-        asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events),
-        asyncio.to_thread(
+    if scoped.defer_index and scoped.saved:
+        # A graph step's events ride in its checkpoint's index entry: one blob per superstep fewer.
+        record = asyncio.to_thread(scoped.write_index, encode_events(events))
+    else:
+        record = asyncio.to_thread(RunStore(storage).write_events, spec.name, run_id, step, events)
+    outputs: list[dict[str, Any]] = []
+    if values:  # the step's records are independent blobs: written at once (one round trip each)
+        packing = asyncio.to_thread(
             lambda: [pack(v, storage, spec.name, run_id, f"output-{step:08d}-{i}") for i, v in enumerate(values)]
-        ),
-    )
+        )
+        _, outputs = await asyncio.gather(record, packing)
+    else:
+        await record
     has_messages = bool(checkpoint and any(checkpoint.messages.values())) and error is None
     if not has_messages:
         # The run settles with this step (finished, failed or waiting for input) and every record of

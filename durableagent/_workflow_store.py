@@ -10,8 +10,10 @@ Layout (one container):
   ``checkpoints/<checkpoint id>.json``                     the checkpoint, metadata: workflow
   ``runs/<workflow>/<run>/checkpoints/<step>/<ts>_<id>``   index entry of a functional step's save,
                                                          metadata: iteration, previous, timestamp, checkpoint
-  ``runs/<workflow>/<run>/checkpoints/<step>/<n>_superstep``  index entry of a graph step's save (same metadata)
-  ``runs/<workflow>/<run>/events/<step>.json``             the events of one step
+  ``runs/<workflow>/<run>/checkpoints/<step>/<n>_superstep``  index entry of a graph step's save (same
+                                                         metadata); the first one holds the step's events
+  ``runs/<workflow>/<run>/events/<step>.json``             the events of a functional step (or of a graph
+                                                         step that saved no checkpoint)
   ``runs/<workflow>/<run>/answers/<request id>.json``      an answer to a human-in-the-loop request
   ``runs/<workflow>/<run>/payloads/<name>.json``           a large input or output, by reference
 """
@@ -299,13 +301,17 @@ class RunCheckpointStorage(BlobCheckpointStorage):
             checkpoint.previous_checkpoint_id,
         )
 
-    def write_index(self) -> None:
-        """Index what this step saved (with ``defer_index``; without it, saves were indexed already)."""
+    def write_index(self, events: bytes = b"") -> None:
+        """Index what this step saved (with ``defer_index``; without it, saves were indexed already).
+
+        ``events`` (``encode_events``) becomes the body of the step's first entry: one blob is the
+        step's index entry and its events (``RunStore.read_events`` reads them from there).
+        """
         if self.defer_index:
             for ordinal, checkpoint in enumerate(self.saved):
-                self._index(self._entry(checkpoint), ordinal)
+                self._index(self._entry(checkpoint), ordinal, events if ordinal == 0 else b"")
 
-    def _index(self, entry: CheckpointEntry, ordinal: int | None = None) -> None:
+    def _index(self, entry: CheckpointEntry, ordinal: int | None = None, body: bytes = b"") -> None:
         if ordinal is None:
             leaf = f"{re.sub(r'[^0-9]', '', entry.timestamp)}_{entry.checkpoint_id}"
         else:
@@ -314,7 +320,7 @@ class RunCheckpointStorage(BlobCheckpointStorage):
         metadata = {"iteration": str(entry.iteration), "previous": entry.previous_checkpoint_id or ""}
         metadata["timestamp"] = entry.timestamp
         metadata["checkpoint"] = entry.checkpoint_id
-        self._put(name, b"", metadata)
+        self._put(name, body, metadata)
 
     def forget_step(self) -> None:
         """Drop index entries a crashed earlier attempt of this step left (they are being redone)."""
@@ -340,6 +346,11 @@ def _index_prefix(workflow: str, run_id: str, step: int | None = None) -> str:
     """Where a run's checkpoint index lives (all of it, or one step's entries)."""
     base = f"{_run_prefix(workflow, run_id)}checkpoints/"
     return base if step is None else f"{base}{step:08d}/"
+
+
+def encode_events(events: list[Any]) -> bytes:
+    """A step's events as stored (Agent Framework's checkpoint codec, as JSON)."""
+    return json.dumps(encode_checkpoint_value(events), separators=(",", ":")).encode()
 
 
 class RunStore:
@@ -369,16 +380,22 @@ class RunStore:
         return entries
 
     def write_events(self, workflow: str, run_id: str, step: int, events: list[Any]) -> None:
-        data = json.dumps(encode_checkpoint_value(events), separators=(",", ":")).encode()
-        self.storage._put(f"{_run_prefix(workflow, run_id)}events/{step:08d}.json", data)
+        """Record a step's events in their own blob (a graph step that saved a checkpoint puts them
+        in its index entry instead: ``RunCheckpointStorage.write_index``)."""
+        self.storage._put(f"{_run_prefix(workflow, run_id)}events/{step:08d}.json", encode_events(events))
 
     def read_events(self, workflow: str, run_id: str) -> list[Any]:
         """Every event of the run, in order (Agent Framework ``WorkflowEvent`` objects)."""
-        prefix = f"{_run_prefix(workflow, run_id)}events/"
+        events_prefix = f"{_run_prefix(workflow, run_id)}events/"
+        index_prefix = _index_prefix(workflow, run_id)
+        steps = [(int(b.name[len(events_prefix) : -len(".json")]), b.name) for b in self.storage._list(events_prefix)]
+        for blob in self.storage._list(index_prefix):
+            if getattr(blob, "size", 1):  # entries without events are empty
+                steps.append((int(blob.name[len(index_prefix) :].split("/", 1)[0]), blob.name))
         events: list[Any] = []
-        for blob in sorted(self.storage._list(prefix), key=lambda b: b.name):
-            raw = self.storage._get(blob.name)
-            if raw is not None:
+        for _, name in sorted(steps):
+            raw = self.storage._get(name)
+            if raw:
                 events.extend(decode_checkpoint_value(json.loads(raw), allowed_types=self.storage._allowed))
         return events
 

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from zoo_loader import zoo
 
 from durableagent import BlobCheckpointStorage
-from durableagent._workflow_store import RecentCheckpoints, RunCheckpointStorage, RunStore
+from durableagent._workflow_store import RecentCheckpoints, RunCheckpointStorage, RunStore, encode_events
 
 pytestmark = pytest.mark.e2e
 
@@ -208,3 +208,22 @@ def test_events_round_trip(storage: BlobCheckpointStorage) -> None:
     store.write_events("sequential", "run-1", 1, events[2:])  # a retried step overwrites its own blob
     read = store.read_events("sequential", "run-1")
     assert [(e.type, e.executor_id, e.data) for e in read] == [(e.type, e.executor_id, e.data) for e in events]
+
+
+def test_a_graph_steps_events_ride_in_its_index_entry_and_read_in_step_order(storage: BlobCheckpointStorage) -> None:
+    async def go() -> list[Any]:
+        events = list(await zoo.sequential().run("xy"))
+        assert len(events) >= 4
+        for step, part in ((2, events[3:]), (0, events[:1])):  # graph steps: in their index entries
+            for _ in range(2):  # a retried step overwrites its own entry
+                scoped = RunCheckpointStorage(storage, "sequential", "run-1", step, defer_index=True)
+                await scoped.save(checkpoint("sequential", step))
+                scoped.write_index(encode_events(part))
+        RunStore(storage).write_events("sequential", "run-1", 1, events[1:3])  # a step that saved nothing
+        await RunCheckpointStorage(storage, "sequential", "run-1", 1).save(checkpoint("sequential", 1))  # empty entry
+        return events
+
+    events = asyncio.run(go())
+    read = RunStore(storage).read_events("sequential", "run-1")
+    assert [(e.type, e.executor_id, e.data) for e in read] == [(e.type, e.executor_id, e.data) for e in events]
+    assert [e.step for e in RunStore(storage).checkpoints("sequential", "run-1")] == [0, 1, 2]
