@@ -155,8 +155,9 @@ class WorkflowHttpApi:
         listing: list[asyncio.Task[list[CheckpointEntry]]] = []
 
         def woke() -> None:
-            # The run's checkpoints are written before anything wakes us: list them while the run ends.
-            if not listing:
+            # The run's checkpoints are written before anything wakes us: list them while the run ends
+            # (unless this process indexed them all).
+            if not listing and storage.recent_indexes.entries(spec.name, str(run_id)) is None:
                 store = RunStore(storage)
                 listing.append(asyncio.create_task(asyncio.to_thread(store.checkpoints, spec.name, str(run_id))))
 
@@ -170,6 +171,8 @@ class WorkflowHttpApi:
         if listing:
             with contextlib.suppress(Exception):  # a failed early listing is done again below
                 listed = await listing[0]
+        else:
+            listed = storage.recent_indexes.entries(spec.name, instance_id)
         body_out = await self._status_body(req, spec, status, listed)
         return json_response(body_out, status=200 if _settled(status) else 202)
 
@@ -184,8 +187,9 @@ class WorkflowHttpApi:
     ) -> dict[str, Any]:
         """The run as the status route shows it.
 
-        ``listed`` is the run's checkpoint index read earlier (when the run signalled it settled); it
-        is used only if it ends with the completed run's final checkpoint, else the index is read now.
+        ``listed`` is the run's checkpoint index read earlier (when the run signalled it settled), or
+        as this process indexed it (``RecentIndexes.entries``); it is used only if it ends with the
+        completed run's final checkpoint, else the index is read now.
         """
         storage = self._storage()
         run_id = status.instance_id

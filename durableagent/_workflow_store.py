@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import threading
@@ -114,6 +115,51 @@ class RecentCheckpoints:
             self._bytes -= len(old)
 
 
+class RecentIndexes:
+    """The index entries graph steps wrote in this process, by run (bounded by runs and entries).
+
+    A request waiting for a run reads the run's checkpoints from here instead of listing the index
+    (the slowest storage call of a status), but only when they provably are the whole index: every
+    step from step 0 on, each checkpoint the parent of the next one, the last the run's final
+    checkpoint (``entries`` checks the first two, the caller the last). A step retried in another
+    process breaks that chain, and the index is listed as before.
+    """
+
+    def __init__(self, max_runs: int = 64, max_entries: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[tuple[str, str], dict[int, list[CheckpointEntry]]] = OrderedDict()
+        self._max_runs = max_runs
+        self._max_entries = max_entries
+
+    def record(self, workflow: str, run_id: str, step: int, entries: list[CheckpointEntry]) -> None:
+        """What a graph step indexed (a retry's entries replace its step's; none makes the run unknown)."""
+        key = (workflow, run_id)
+        with self._lock:
+            steps = self._runs.pop(key, None)
+            if steps is None:
+                if step != 0:
+                    return  # the run's earlier steps ran elsewhere (or before this process)
+                steps = {}
+            if not entries or len(steps) >= self._max_entries:
+                return
+            steps[step] = list(entries)
+            self._runs[key] = steps
+            while len(self._runs) > self._max_runs:
+                self._runs.popitem(last=False)
+
+    def entries(self, workflow: str, run_id: str) -> list[CheckpointEntry] | None:
+        """The run's entries from step 0 on, if every step is there and they chain; else ``None``."""
+        with self._lock:
+            steps = dict(self._runs.get((workflow, run_id)) or {})
+        if not steps or any(i not in steps for i in range(len(steps))):
+            return None
+        ordered = [entry for i in range(len(steps)) for entry in steps[i]]
+        for before, after in itertools.pairwise(ordered):
+            if after.previous_checkpoint_id != before.checkpoint_id:
+                return None
+        return ordered
+
+
 class BlobCheckpointStorage:
     """Agent Framework ``CheckpointStorage`` backed by Azure Blob Storage (Azurite locally).
 
@@ -132,6 +178,7 @@ class BlobCheckpointStorage:
         self._allowed = frozenset(allowed_checkpoint_types or [])
         self._once = ContainerOnce(container)
         self._recent = RecentCheckpoints()
+        self.recent_indexes = RecentIndexes()
 
     @classmethod
     def from_environment(
@@ -268,8 +315,9 @@ class RunCheckpointStorage(BlobCheckpointStorage):
     With ``defer_index`` (a graph step: one superstep, which a retry redoes from the previous
     checkpoint, so an unindexed checkpoint is never resumed from) a save only stores the checkpoint
     and ``write_index`` indexes what the step saved once it is over, under names fixed by the step
-    and the save's ordinal: a retried attempt overwrites the entries of the one that crashed, so
-    nothing has to be listed or deleted first. Without it (a functional step, which resumes from its
+    and the save's ordinal: a retried attempt saves as many checkpoints (two in step 0, whose first
+    is Agent Framework's entry checkpoint; one after) and overwrites the entries of the one that
+    crashed, so nothing has to be listed or deleted first. Without it (a functional step, which resumes from its
     newest indexed checkpoint) each save is indexed at once, named by its timestamp and id.
     """
 
@@ -279,6 +327,7 @@ class RunCheckpointStorage(BlobCheckpointStorage):
         super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
         self._once = parent._once
         self._recent = parent._recent
+        self.recent_indexes = parent.recent_indexes
         self.workflow = workflow
         self.run_id = run_id
         self.step = step
@@ -308,8 +357,10 @@ class RunCheckpointStorage(BlobCheckpointStorage):
         step's index entry and its events (``RunStore.read_events`` reads them from there).
         """
         if self.defer_index:
-            for ordinal, checkpoint in enumerate(self.saved):
-                self._index(self._entry(checkpoint), ordinal, events if ordinal == 0 else b"")
+            entries = [self._entry(checkpoint) for checkpoint in self.saved]
+            for ordinal, entry in enumerate(entries):
+                self._index(entry, ordinal, events if ordinal == 0 else b"")
+            self.recent_indexes.record(self.workflow, self.run_id, self.step, entries)
 
     def _index(self, entry: CheckpointEntry, ordinal: int | None = None, body: bytes = b"") -> None:
         if ordinal is None:

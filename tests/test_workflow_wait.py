@@ -19,7 +19,7 @@ from durableagent import _wakeups, _workflow_http
 from durableagent._workflow_http import WorkflowHttpApi
 from durableagent._workflow_orchestrator import WorkflowRunError, orchestrate
 from durableagent._workflow_step import WorkflowSpec, pack, run_step, waiter_key
-from durableagent._workflow_store import BlobCheckpointStorage
+from durableagent._workflow_store import BlobCheckpointStorage, CheckpointEntry, RecentIndexes, RunStore
 
 NAME = "Echo"
 
@@ -186,6 +186,8 @@ class _Orchestrations:
             self.looked.wait_for(lambda: self.looks >= count, 30)
 
     async def get_status(self, run_id: str) -> Any:
+        if not self.threads:
+            return None  # not started: the start route asks when given a run id
         with self.looked:
             self.looks += 1
             self.looked.notify_all()
@@ -226,11 +228,10 @@ def slow_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_workflow_http, "_MAX_POLL_SECONDS", 60.0)
 
 
-@pytest.mark.parametrize("commit_after_looks", [0, 2], ids=["committed-at-once", "committed-after-two-looks"])
-def test_a_waiting_start_is_woken_by_its_orchestration(slow_polls: None, commit_after_looks: int) -> None:
+def _waited_start(
+    storage: BlobCheckpointStorage, commit_after_looks: int = 0, **body: Any
+) -> tuple[dict[str, Any], _Orchestrations]:
     spec = _spec()
-    container = _NoContainer("c-final")
-    storage = BlobCheckpointStorage(container)  # type: ignore[arg-type]
     api = WorkflowHttpApi(lambda: {NAME.lower(): spec}, lambda: storage)
     client = _Orchestrations(spec, commit_after_looks)
     req = func.HttpRequest(
@@ -239,7 +240,7 @@ def test_a_waiting_start_is_woken_by_its_orchestration(slow_polls: None, commit_
         headers={"Content-Type": "application/json"},
         params={"wait": "true", "timeoutSeconds": "120"},  # longer than the test waits
         route_params={"name": NAME},
-        body=json.dumps({"input": "x"}).encode(),
+        body=json.dumps({"input": "x", **body}).encode(),
     )
 
     async def main() -> func.HttpResponse:
@@ -248,10 +249,79 @@ def test_a_waiting_start_is_woken_by_its_orchestration(slow_polls: None, commit_
     response = asyncio.run(main())
     for thread in client.threads:
         thread.join()
-    body = json.loads(response.get_body())
-    assert response.status_code == 200, body
-    assert body["runtimeStatus"] == "Completed"
-    assert [c["checkpointId"] for c in body["checkpoints"]] == ["c-final"]
+    answer = json.loads(response.get_body())
+    assert response.status_code == 200, answer
+    assert answer["runtimeStatus"] == "Completed"
+    assert _wakeups.waiting() == 0
+    return answer, client
+
+
+@pytest.mark.parametrize("commit_after_looks", [0, 2], ids=["committed-at-once", "committed-after-two-looks"])
+def test_a_waiting_start_is_woken_by_its_orchestration(slow_polls: None, commit_after_looks: int) -> None:
+    container = _NoContainer("c-final")
+    answer, _ = _waited_start(BlobCheckpointStorage(container), commit_after_looks)  # type: ignore[arg-type]
+    assert [c["checkpointId"] for c in answer["checkpoints"]] == ["c-final"]
     # The index was listed once, while the host committed: the answer did not list it again.
     assert container.listings == 1
-    assert _wakeups.waiting() == 0
+
+
+def _entry(step: int, checkpoint_id: str, previous: str | None) -> CheckpointEntry:
+    return CheckpointEntry(checkpoint_id, step, step + 1, "2026-01-01T00:00:00", previous)
+
+
+def test_a_waiting_start_whose_steps_ran_here_takes_their_index_without_listing(slow_polls: None) -> None:
+    container = _NoContainer("c-final")
+    storage = BlobCheckpointStorage(container)  # type: ignore[arg-type]
+    storage.recent_indexes.record(NAME, "run-9", 0, [_entry(0, "c0", None)])
+    storage.recent_indexes.record(NAME, "run-9", 1, [_entry(1, "c-final", "c0")])
+    answer, _ = _waited_start(storage, runId="run-9")
+    assert [c["checkpointId"] for c in answer["checkpoints"]] == ["c0", "c-final"]
+    assert container.listings == 0
+    # When they are not provably the whole index (here: not ending with the final checkpoint), it is listed.
+    storage.recent_indexes.record(NAME, "run-10", 0, [_entry(0, "c-other", None)])
+    answer, _ = _waited_start(storage, runId="run-10")
+    assert [c["checkpointId"] for c in answer["checkpoints"]] == ["c-final"]
+    assert container.listings == 1
+
+
+def test_recent_indexes_hold_only_whole_chained_runs() -> None:
+    recent = RecentIndexes(max_runs=2)
+    recent.record("w", "r1", 0, [_entry(0, "a", None)])
+    recent.record("w", "r1", 1, [_entry(1, "b", "a")])
+    assert [e.checkpoint_id for e in recent.entries("w", "r1") or []] == ["a", "b"]
+    recent.record("w", "r1", 1, [_entry(1, "b2", "a")])  # a retry here overwrites its step
+    assert [e.checkpoint_id for e in recent.entries("w", "r1") or []] == ["a", "b2"]
+    recent.record("w", "r1", 2, [_entry(2, "c", "b")])  # made from an attempt elsewhere: the chain breaks
+    assert recent.entries("w", "r1") is None
+    recent.record("w", "r2", 1, [_entry(1, "x", "y")])  # its step 0 ran elsewhere
+    assert recent.entries("w", "r2") is None
+    recent.record("w", "r3", 0, [_entry(0, "a", None), _entry(0, "a2", "a")])  # step 0: the entry checkpoint too
+    recent.record("w", "r3", 1, [_entry(1, "b", "a2")])
+    assert [e.checkpoint_id for e in recent.entries("w", "r3") or []] == ["a", "a2", "b"]
+    recent.record("w", "r3", 2, [])  # a step that saved nothing: the run is unknown
+    assert recent.entries("w", "r3") is None
+    recent.record("w", "r4", 0, [_entry(0, "a", None)])
+    recent.record("w", "r5", 0, [_entry(0, "a", None)])
+    assert recent.entries("w", "r1") is None  # bounded: the oldest run went
+    assert recent.entries("w", "r5") is not None
+
+
+def test_the_index_this_process_keeps_is_the_stored_one() -> None:
+    first, second, echo = _Forward(id="f1"), _Forward(id="f2"), _Echo(id="echo")
+    workflow = WorkflowBuilder(name=NAME, start_executor=first).add_chain([first, second, echo]).build()
+    spec = WorkflowSpec(name=NAME, workflow=workflow)
+    storage = BlobCheckpointStorage(_MemoryContainer())  # type: ignore[arg-type]
+
+    async def main() -> str:
+        request: dict[str, Any] = {"runId": "run-1", "step": 0, "checkpointId": None, "answers": None}
+        request["input"] = pack("hi", storage, NAME, "run-1", "input")
+        for step in range(3):
+            result = await run_step(spec, storage, request)
+            request = {"runId": "run-1", "step": step + 1, "checkpointId": result["checkpointId"], "answers": None}
+        return str(result["checkpointId"])
+
+    final = asyncio.run(main())
+    kept = storage.recent_indexes.entries(NAME, "run-1")
+    assert kept == RunStore(storage).checkpoints(NAME, "run-1")
+    assert kept is not None and kept[-1].checkpoint_id == final
+    assert [e.step for e in kept] == [0, 0, 1, 2]  # step 0 also saved Agent Framework's entry checkpoint
