@@ -44,7 +44,6 @@ import http.client
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -60,6 +59,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _benchkit import command_line, machine_info
 from devhost_bench import REPO, WEBHOOK, Host, free_ports, percentile
 
 from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
@@ -787,22 +787,14 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - began
 
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    machine = machine_info()
     results["machine"] = machine
     results["elapsed_seconds"] = elapsed
     print(f"agents benchmark on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"model: in-process echo, zero latency; user messages of {args.message_chars} characters; "
           "both apps on python -m durableagent.devhost, one after the other, Azurite in memory")  # fmt: skip
-    python = sys.executable
-    if python.startswith(str(REPO) + os.sep):
-        python = os.path.relpath(python, REPO)
-    print(f"command: cd {REPO} && {' '.join([python, Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    print(f"command: {command_line(REPO)}")
     print()
     print_table(build_rows(results))
     print()

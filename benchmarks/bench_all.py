@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _benchkit import command_line, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
@@ -227,14 +227,9 @@ def main() -> int:
         results[step.name] = run_step(step, out)
     elapsed = time.monotonic() - began
 
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    machine = machine_info()
     print(f"bench_all on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
-    print(f"command: cd {REPO} && {' '.join([os.path.relpath(python, REPO), *sys.argv])}")
+    print(f"command: {command_line(REPO)}")
     print(f"outputs: {out}")
     print()
     for step in steps:

@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -38,6 +36,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from _benchkit import command_line, machine_info
 from dbos import DBOS, DBOSConfig
 
 CHAIN_LENGTH = 10
@@ -169,12 +168,7 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    machine = machine_info()
     chain, fan = results["chain"], results["fan_out"]
     exponent = fitted_exponent(fan)
     rows: list[tuple[str, str, str]] = []
@@ -196,11 +190,7 @@ def main() -> int:
         f"DBOS Transact {version('dbos')} on {machine['platform']}, {machine['cpus']} CPUs, "
         f"Python {machine['python']}; SQLite system database, journal_mode={mode}"
     )
-    python = sys.executable
-    repo = str(Path(__file__).resolve().parents[1])
-    if python.startswith(repo + os.sep):
-        python = os.path.relpath(python, repo)
-    print(f"command: cd {repo} && {' '.join([python, Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    print(f"command: {command_line(Path(__file__).resolve().parents[1])}")
     print()
     print(f"{'measure'.ljust(columns[0])}  {'load'.ljust(columns[1])}  result")
     print(f"{'-' * columns[0]}  {'-' * columns[1]}  {'-' * 40}")

@@ -27,7 +27,6 @@ import http.client
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -41,6 +40,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from _benchkit import command_line, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -315,12 +316,7 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    machine = machine_info()
     rows: list[tuple[str, str, str]] = []
     if entity is not None:
         rows.append(
@@ -347,10 +343,7 @@ def main() -> int:
     columns = [max(len(r[i]) for r in rows) for i in range(2)]
     print(f"devhost benchmark on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
     print("host defaults: maxConcurrentActivityFunctions=10, maxConcurrentOrchestratorFunctions=10")
-    python = sys.executable
-    if python.startswith(str(REPO) + os.sep):
-        python = os.path.relpath(python, REPO)
-    print(f"command: cd {REPO} && {' '.join([python, Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    print(f"command: {command_line(REPO)}")
     print()
     print(f"{'measure'.ljust(columns[0])}  {'load'.ljust(columns[1])}  result")
     print(f"{'-' * columns[0]}  {'-' * columns[1]}  {'-' * 40}")

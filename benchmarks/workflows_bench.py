@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -39,6 +38,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from _benchkit import command_line, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "benchmarks" / "apps" / "workflows_bench"
@@ -251,11 +252,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     ratio = remote["per_superstep_ms_p50"] / local["per_superstep_ms_p50"]
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
+    machine = machine_info()
     rows = [
         ("per superstep, in process (FileCheckpointStorage)", f"{args.runs} runs",
          f"p50 {local['per_superstep_ms_p50']:.2f} ms"),
@@ -272,10 +269,7 @@ def main() -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     print(f"workflows benchmark on {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}")
     print(f"workflow: {args.supersteps} supersteps of trivial executors")
-    python = sys.executable
-    if python.startswith(str(REPO) + os.sep):
-        python = os.path.relpath(python, REPO)
-    print(f"command: cd {REPO} && {' '.join([python, Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    print(f"command: {command_line(REPO)}")
     print()
     print(f"{'measure'.ljust(widths[0])}  {'load'.ljust(widths[1])}  result")
     print(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 40}")

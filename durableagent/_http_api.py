@@ -8,7 +8,6 @@ off; a wait that runs out answers 202 with a URL that gives the result later, ne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import re
@@ -199,12 +198,11 @@ class AgentHttpApi:
         delay = _FIRST_POLL_SECONDS
         entity_id = session.to_entity_id()
         since = utc_now()
-        if woken is not None and not woken.is_set():
+        if woken is not None:
             # Just signalled: the run cannot be in the state yet. In this process the entity says when
             # it is; only a run on another instance leaves it unsaid, and that wait starts polling later.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(_UNWOKEN_FIRST_LOOK_SECONDS, timeout))
-            if woken.is_set():
+            if await _wakeups.pause(woken, min(_UNWOKEN_FIRST_LOOK_SECONDS, timeout)):
+                woken.clear()  # spent: a later word (a redelivery) may wake the wait again
                 await asyncio.sleep(_AFTER_WAKE_SECONDS)
                 delay = _AFTER_WAKE_SECONDS
             else:
@@ -218,18 +216,12 @@ class AgentHttpApi:
                 receipt = await self._stored_receipt(session, correlation_id)
             if receipt is not None or time.monotonic() >= deadline:
                 return receipt
-            pause = min(delay, max(0.0, deadline - time.monotonic()))
-            if woken is None or woken.is_set():
-                await asyncio.sleep(pause)
-                delay = min(delay * 2, _MAX_POLL_SECONDS)
-                continue
-            try:
-                await asyncio.wait_for(woken.wait(), pause)
-            except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11; a distinct class on 3.10
+            if not await _wakeups.pause(woken, min(delay, max(0.0, deadline - time.monotonic()))) or woken is None:
                 delay = min(delay * 2, _MAX_POLL_SECONDS)
                 continue
             # The operation returned and the host commits its state right after: look again soon,
-            # backing off from there (the hint is spent; later looks follow the schedule).
+            # backing off from there.
+            woken.clear()
             await asyncio.sleep(min(_AFTER_WAKE_SECONDS, max(0.0, deadline - time.monotonic())))
             delay = _AFTER_WAKE_SECONDS
 

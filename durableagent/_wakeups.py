@@ -49,3 +49,15 @@ def waiting() -> int:
     """How many waits are registered (for tests)."""
     with _lock:
         return sum(len(entries) for entries in _waiting.values())
+
+
+async def pause(woken: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep ``seconds``, cut short when ``woken`` is or gets set; whether it was (the caller clears it)."""
+    if woken is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(woken.wait(), seconds)
+    except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11; a distinct class on 3.10
+        return False
+    return True

@@ -417,14 +417,7 @@ async def _wait_until_settled(
         status = await client.get_status(run_id)
         if _settled(status) or time.monotonic() >= deadline:
             return status
-        pause = min(delay, max(0.0, deadline - time.monotonic()))
-        if woken is None:
-            await asyncio.sleep(pause)
-            delay = min(delay * 2, _MAX_POLL_SECONDS)
-            continue
-        try:
-            await asyncio.wait_for(woken.wait(), pause)
-        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11; a distinct class on 3.10
+        if not await _wakeups.pause(woken, min(delay, max(0.0, deadline - time.monotonic()))) or woken is None:
             delay = min(delay * 2, _MAX_POLL_SECONDS)
             continue
         # Woken: the commit follows the orchestrator function's return; look again very soon, then

@@ -243,6 +243,18 @@ def _post(body: dict[str, Any], headers: dict[str, str] | None = None) -> func.H
     )
 
 
+def _wait_for_run(client: _EntityClient, transcripts: MemoryTranscripts) -> func.HttpResponse:
+    """One waiting ``POST …/run`` through the API, its entity on a thread; joined before returning."""
+
+    async def main() -> func.HttpResponse:
+        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
+
+    response = asyncio.run(main())
+    for thread in client.threads:
+        thread.join()
+    return response
+
+
 @pytest.fixture
 def slow_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     # Polls a minute apart: a waiting request that answers at once was woken, not polled.
@@ -255,12 +267,7 @@ def test_a_waiting_run_is_woken_by_its_entity_and_our_fresh_id_is_not_looked_up(
     entity, _, transcripts = make(Reply.text("hi there"))
     client = _EntityClient(entity)
 
-    async def main() -> func.HttpResponse:
-        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
-
-    response = asyncio.run(main())
-    for thread in client.threads:
-        thread.join()
+    response = _wait_for_run(client, transcripts)
     assert response.status_code == 200, response.get_body()
     assert json.loads(response.get_body())["response"] == "hi there"
     assert client.signals == 1
@@ -280,12 +287,7 @@ def test_a_waiter_not_woken_finds_its_run_by_polling(monkeypatch: pytest.MonkeyP
     entity, _, transcripts = make(Reply.text("polled"))
     client = _EntityClient(entity)
 
-    async def main() -> func.HttpResponse:
-        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
-
-    response = asyncio.run(main())
-    for thread in client.threads:
-        thread.join()
+    response = _wait_for_run(client, transcripts)
     assert response.status_code == 200, response.get_body()
     assert json.loads(response.get_body())["response"] == "polled"
     assert client.reads >= 1
@@ -319,11 +321,21 @@ def test_a_waiter_whose_run_is_queued_polls_from_its_first_look_on_not_from_the_
     entity, _, transcripts = make(Reply.text("queued"))
     client = _EntityClient(entity, queued=0.6)
 
-    async def main() -> func.HttpResponse:
-        return await asyncio.wait_for(_api(transcripts).run(_post({"message": "hello", "sessionId": "s1"}), client), 50)
-
-    response = asyncio.run(main())
-    for thread in client.threads:
-        thread.join()
+    response = _wait_for_run(client, transcripts)
     assert response.status_code == 200 and json.loads(response.get_body())["response"] == "queued"
     assert 1 <= client.reads_before_run <= 4
+
+
+def test_a_pause_is_cut_short_by_a_word_and_otherwise_sleeps_out() -> None:
+    async def main() -> tuple[bool, bool, bool, bool]:
+        woken = asyncio.Event()
+        woken.set()
+        already = await _wakeups.pause(woken, 60)  # a word that came before the pause ends it at once
+        woken.clear()
+        silent = await _wakeups.pause(woken, 0.01)
+        asyncio.get_running_loop().call_later(0.01, woken.set)
+        later = await _wakeups.pause(woken, 60)
+        nobody = await _wakeups.pause(None, 0.01)
+        return already, silent, later, nobody
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == (True, False, True, False)
