@@ -36,7 +36,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _benchkit import command_line, machine_info
+from _benchkit import command_line, machine_info, widths
 from dbos import DBOS, DBOSConfig
 
 CHAIN_LENGTH = 10
@@ -67,14 +67,6 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
-
-
-def widths(text: str) -> list[int]:
-    """``--fan-out`` value: one width or a comma-separated list."""
-    values = [int(part) for part in text.split(",") if part.strip()]
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError("expected positive widths, e.g. 1000 or 100,300,1000,3000")
-    return values
 
 
 def create_wal_database(path: Path) -> str:

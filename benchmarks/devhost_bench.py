@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _benchkit import command_line, machine_info
+from _benchkit import command_line, machine_info, widths
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -255,33 +255,32 @@ def fitted_exponent(runs: list[dict[str, float]]) -> float | None:
     return math.log(large["wall_s"] / small["wall_s"]) / math.log(large["activities"] / small["activities"])
 
 
-def widths(text: str) -> list[int]:
-    """``--fan-out`` value: one width or a comma-separated list."""
-    values = [int(part) for part in text.split(",") if part.strip()]
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError("expected positive widths, e.g. 1000 or 100,300,1000,3000")
-    return values
-
-
 @contextlib.contextmanager
-def running_host(work: Path) -> Iterator[tuple[Host, TaskHub, AzuriteProcess]]:
+def host_with_azurite(work: Path, app: Path, env: dict[str, str]) -> Iterator[tuple[Host, AzuriteProcess]]:
+    """An in-memory Azurite and the local host serving a copy of ``app`` (with ``env`` added)."""
     azurite = AzuriteProcess(work / "azurite", ports=AzuritePorts(*free_ports(3)), in_memory=True)
     azurite.start()
     try:
-        app_dir = Path(shutil.copytree(APP, work / "app", ignore=shutil.ignore_patterns(".durableagent")))
-        env = {"AzureWebJobsStorage": azurite.connection_string, "TASKHUB_NAME": HUB}
-        host = Host(app_dir, free_ports(1)[0], env)
+        ignore = shutil.ignore_patterns(".durableagent", "__pycache__")
+        app_dir = Path(shutil.copytree(app, work / "app", ignore=ignore))
+        host = Host(app_dir, free_ports(1)[0], {"AzureWebJobsStorage": azurite.connection_string, **env})
         host.start()
         try:
-            hub = TaskHub(app_dir / ".durableagent" / f"taskhub-{HUB}.sqlite")
-            try:
-                yield host, hub, azurite
-            finally:
-                hub.close()
+            yield host, azurite
         finally:
             host.stop()
     finally:
         azurite.stop()
+
+
+@contextlib.contextmanager
+def running_host(work: Path) -> Iterator[tuple[Host, TaskHub, AzuriteProcess]]:
+    with host_with_azurite(work, APP, {"TASKHUB_NAME": HUB}) as (host, azurite):
+        hub = TaskHub(host.app_dir / ".durableagent" / f"taskhub-{HUB}.sqlite")
+        try:
+            yield host, hub, azurite
+        finally:
+            hub.close()
 
 
 def warm_up(host: Host, hub: TaskHub) -> None:

@@ -48,9 +48,9 @@ sys.path.insert(0, str(APP))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from chain import NAME, build  # noqa: E402
-from devhost_bench import Host, free_ports  # noqa: E402
+from devhost_bench import Host, host_with_azurite  # noqa: E402
 
-from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess  # noqa: E402
+from durableagent.devhost._azurite import AzuriteProcess  # noqa: E402
 
 HUB = "WorkflowsBench"
 COMPLETED = 1  # RuntimeStatus.Completed in the task hub's instances table
@@ -198,30 +198,17 @@ def durable(host: Host, hub: Hub, supersteps: int, runs: int) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_host(work: Path, supersteps: int) -> Iterator[tuple[Host, Hub, AzuriteProcess]]:
-    azurite = AzuriteProcess(work / "azurite", ports=AzuritePorts(*free_ports(3)), in_memory=True)
-    azurite.start()
-    try:
-        app_dir = Path(
-            shutil.copytree(APP, work / "app", ignore=shutil.ignore_patterns(".durableagent", "__pycache__"))
-        )
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "TASKHUB_NAME": HUB,
-            "BENCH_SUPERSTEPS": str(supersteps),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        host = Host(app_dir, free_ports(1)[0], env)
-        host.start()
+    env = {
+        "TASKHUB_NAME": HUB,
+        "BENCH_SUPERSTEPS": str(supersteps),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    with host_with_azurite(work, APP, env) as (host, azurite):
+        hub = Hub(host.app_dir / ".durableagent" / f"taskhub-{HUB}.sqlite")
         try:
-            hub = Hub(app_dir / ".durableagent" / f"taskhub-{HUB}.sqlite")
-            try:
-                yield host, hub, azurite
-            finally:
-                hub.close()
+            yield host, hub, azurite
         finally:
-            host.stop()
-    finally:
-        azurite.stop()
+            hub.close()
 
 
 def main() -> int:
