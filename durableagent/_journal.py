@@ -65,17 +65,17 @@ class TurnJournal:
         session: AgentSessionId,
         turn: int,
         correlation_id: str,
-        recorded: dict[str, dict[str, Any]] | None = None,
-        pending: Future[TurnAttempt] | None = None,
+        pending: Future[TurnAttempt],
     ) -> None:
         self._store = store
         self._session = session
         self._turn = turn
         self._correlation_id = correlation_id
-        self._recorded = dict(recorded or {})
+        self._recorded: dict[str, dict[str, Any]] = {}
         # What earlier attempts left, still being listed while the agent prepares its run: the first
         # model or tool call waits for it (``ready``), so the listing costs the turn little time.
-        self._pending = pending
+        # None once settled.
+        self._pending: Future[TurnAttempt] | None = pending
         self._model_calls = 0
         self.replayed = 0
         """Steps answered from the record in this attempt."""
