@@ -13,7 +13,9 @@ It runs, one after the other so that none disturbs another:
    local host;
 3. ``dbos_bench.py`` in ``.venv-dbos``: the same fan-out in DBOS Transact on SQLite (WAL);
 4. ``workflows_bench.py``: a workflow's supersteps, in process with ``FileCheckpointStorage`` and
-   durably through the local host, and how soon a waiting start answers after the run settles.
+   durably through the local host, and how soon a waiting start answers after the run settles;
+5. ``blob_transport_bench.py``: client CPU per blob call through the SDK, its default transport
+   against ours.
 
 Each prints its own table; their outputs are kept under ``--out`` (default a new temporary
 directory). Then the table below, each ratio against its budget. The last line is all results as JSON.
@@ -169,6 +171,12 @@ def build_rows(results: dict[str, Any], throughput_before: float | None) -> list
     lag, lag_max = get(workflows, "durable", "wait_lag_ms_p50"), get(workflows, "durable", "wait_lag_ms_max")
     rows.append(Row("3. waiting start: answer after the run settled, p50 (ms)", f"max {_ms(lag_max)}",
                     lag, "<= 20", lambda v: v <= 20))  # fmt: skip
+    blobs = results.get("blob_transport", {})
+    for call in ("put 1 KB", "list, nothing found"):
+        mine, default = get(blobs, call, "ours_cpu_ms"), get(blobs, call, "default_cpu_ms")
+        rows.append(Row(f"   blob {call}: client CPU, our transport / the SDK's default",
+                        f"{_num(mine, 'ms')} / {_num(default, 'ms')}", _div(mine, default), "(info)",
+                        lambda v: True))  # fmt: skip
     return rows
 
 
@@ -214,6 +222,7 @@ def main() -> int:
         Step("agents", agents_argv),
         Step("devhost", [python, str(BENCH / "devhost_bench.py"), "--samples", "100", "--fan-out", fan]),
         Step("workflows", [python, str(BENCH / "workflows_bench.py")]),
+        Step("blob_transport", [python, str(BENCH / "blob_transport_bench.py")]),
     ]
     if not args.only:
         if DBOS_PYTHON.exists():

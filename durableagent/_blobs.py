@@ -18,9 +18,11 @@ def service_from_environment(setting: str) -> BlobServiceClient:
     """A blob client from a Functions connection setting: a connection string or identity-based URIs."""
     from azure.storage.blob import BlobServiceClient
 
+    from ._blob_transport import StdlibTransport
+
     connection = os.environ.get(setting)
     if connection:
-        return BlobServiceClient.from_connection_string(connection)
+        return BlobServiceClient.from_connection_string(connection, transport=StdlibTransport())
     uri = os.environ.get(f"{setting}__blobServiceUri") or os.environ.get(f"{setting}__serviceUri")
     if not uri:
         raise RuntimeError(f"no blob storage configured: set '{setting}' or '{setting}__blobServiceUri'")
@@ -28,7 +30,7 @@ def service_from_environment(setting: str) -> BlobServiceClient:
 
     client_id = os.environ.get(f"{setting}__clientId")
     credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-    return BlobServiceClient(uri, credential=credential)
+    return BlobServiceClient(uri, credential=credential, transport=StdlibTransport())
 
 
 class ContainerOnce:
