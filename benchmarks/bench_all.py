@@ -14,8 +14,8 @@ It runs, one after the other so that none disturbs another:
 3. ``dbos_bench.py`` in ``.venv-dbos``: the same fan-out in DBOS Transact on SQLite (WAL);
 4. ``workflows_bench.py``: a workflow's supersteps, in process with ``FileCheckpointStorage`` and
    durably through the local host, and how soon a waiting start answers after the run settles;
-5. ``blob_transport_bench.py``: client CPU per blob call through the SDK, its default transport
-   against ours.
+5. ``blob_transport_bench.py``: client CPU per blob call, the SDK's default transport against
+   ``StdlibTransport`` and ``BlobRest``.
 
 Each prints its own table; their outputs are kept under ``--out`` (default a new temporary
 directory). Then the table below, each ratio against its budget. The last line is all results as JSON.
@@ -173,10 +173,12 @@ def build_rows(results: dict[str, Any], throughput_before: float | None) -> list
                     lag, "<= 20", lambda v: v <= 20))  # fmt: skip
     blobs = results.get("blob_transport", {})
     for call in ("put 1 KB", "list, nothing found"):
-        mine, default = get(blobs, call, "ours_cpu_ms"), get(blobs, call, "default_cpu_ms")
-        rows.append(Row(f"   blob {call}: client CPU, our transport / the SDK's default",
-                        f"{_num(mine, 'ms')} / {_num(default, 'ms')}", _div(mine, default), "(info)",
-                        lambda v: True))  # fmt: skip
+        default = get(blobs, call, "default_cpu_ms")
+        for client, label in (("transport", "the SDK on StdlibTransport"), ("rest", "BlobRest")):
+            mine = get(blobs, call, f"{client}_cpu_ms")
+            rows.append(Row(f"   blob {call}: client CPU, {label} / the SDK's default",
+                            f"{_num(mine, 'ms')} / {_num(default, 'ms')}", _div(mine, default), "(info)",
+                            lambda v: True))  # fmt: skip
     return rows
 
 

@@ -1,8 +1,10 @@
-"""Client CPU per blob call through the SDK: its default transport against ours (``StdlibTransport``).
+"""Client CPU per blob call: the SDK with its default transport, the SDK on ``StdlibTransport``, and
+``BlobRest`` (the REST calls a turn makes).
 
 The calls a turn makes (a 1 KB PUT, a GET, an empty prefix listing), each ``--calls`` times against
-one in-memory Azurite, one transport after the other and then again in the other order. Printed: CPU
-(this process's, user + system) and wall time per call, and ours / default. The last line is JSON.
+one in-memory Azurite, one client after the other and then again in the reverse order (the better of
+the two kept). Printed: CPU (this process's, user + system) and wall time per call, and each client's
+CPU / the SDK default's. The last line is JSON.
 
     .venv/bin/python benchmarks/blob_transport_bench.py [--calls 500]
 """
@@ -22,13 +24,23 @@ from _benchkit import command_line, machine_info
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost_bench import REPO, free_ports
 
+from durableagent._blob_rest import BlobRest
 from durableagent._blob_transport import StdlibTransport
 from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
 
 DATA = b"x" * 1024
 
 
-def calls(container: ContainerClient) -> dict[str, Callable[[], Any]]:
+CLIENTS = ("default", "transport", "rest")
+
+
+def calls(container: ContainerClient, rest: BlobRest | None = None) -> dict[str, Callable[[], Any]]:
+    if rest is not None:
+        return {
+            "put 1 KB": lambda: rest.put("bench/turn.json", DATA),
+            "get 1 KB": lambda: rest.get("bench/turn.json"),
+            "list, nothing found": lambda: rest.names("bench/none/"),
+        }
     return {
         "put 1 KB": lambda: container.upload_blob("bench/turn.json", DATA, overwrite=True),
         "get 1 KB": lambda: container.download_blob("bench/turn.json").readall(),
@@ -53,30 +65,35 @@ def main() -> int:
     azurite = AzuriteProcess(Path(tempfile.mkdtemp()), ports=AzuritePorts(*free_ports(3)), in_memory=True)
     azurite.start()
     try:
-        containers = {
-            "default": BlobServiceClient.from_connection_string(azurite.connection_string),
-            "ours": BlobServiceClient.from_connection_string(azurite.connection_string, transport=StdlibTransport()),
+        default = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("bench")
+        default.create_container()
+        transport = BlobServiceClient.from_connection_string(azurite.connection_string, transport=StdlibTransport())
+        rest = BlobRest.for_container(default)
+        assert rest is not None
+        clients = {
+            "default": calls(default),
+            "transport": calls(transport.get_container_client("bench")),
+            "rest": calls(default, rest),
         }
-        clients = {name: service.get_container_client("bench") for name, service in containers.items()}
-        clients["default"].create_container()
-        samples: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in clients}
-        for order in (("default", "ours"), ("ours", "default")):
+        samples: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in CLIENTS}
+        for order in (CLIENTS, tuple(reversed(CLIENTS))):
             for name in order:
-                for call, fn in calls(clients[name]).items():
+                for call, fn in clients[name].items():
                     samples[name].setdefault(call, []).append(measure(fn, args.calls))
     finally:
         azurite.stop()
     result: dict[str, Any] = {"calls": args.calls, "machine": machine_info()}
-    print(f"blob calls through the SDK, {args.calls} each, twice per transport; {command_line(REPO)}")
-    print(f"{'call':<22} {'default CPU':>12} {'ours CPU':>10} {'ratio':>6} {'default wall':>13} {'ours wall':>10}")
+    print(f"blob calls, {args.calls} each, twice per client; {command_line(REPO)}")
+    print("CPU and wall ms per call (CPU / the SDK default's)")
+    print(f"{'call':<22}" + "".join(f" {name:>24}" for name in CLIENTS))
     for call in samples["default"]:
-        default = [min(s[0] for s in samples["default"][call]), min(s[1] for s in samples["default"][call])]
-        ours = [min(s[0] for s in samples["ours"][call]), min(s[1] for s in samples["ours"][call])]
-        ratio = ours[0] / default[0]
-        result[call] = {"default_cpu_ms": default[0], "ours_cpu_ms": ours[0], "cpu_ratio": ratio,
-                        "default_wall_ms": default[1], "ours_wall_ms": ours[1]}  # fmt: skip
-        print(f"{call:<22} {default[0]:>9.3f} ms {ours[0]:>7.3f} ms {ratio:>6.2f} {default[1]:>10.2f} ms "
-              f"{ours[1]:>7.2f} ms")  # fmt: skip
+        best = {name: (min(cpu for cpu, _ in samples[name][call]), min(wall for _, wall in samples[name][call]))
+                for name in CLIENTS}  # fmt: skip
+        result[call] = {
+            f"{name}_{kind}_ms": best[name][i] for name in CLIENTS for i, kind in enumerate(("cpu", "wall"))
+        }
+        cells = [f"{cpu:.3f} ({cpu / best['default'][0]:.2f}) / {wall:.2f}" for cpu, wall in best.values()]
+        print(f"{call:<22}" + "".join(f" {cell:>24}" for cell in cells))
     print(json.dumps(result, separators=(",", ":")))
     return 0
 

@@ -90,10 +90,13 @@ def steps_alone(connection_string: str, supersteps: int, runs: int) -> dict[str,
     share of a durable superstep, without the host (no orchestration, no activity dispatch)."""
     from azure.storage.blob import BlobServiceClient
 
+    from durableagent._blob_transport import StdlibTransport
     from durableagent._workflow_step import WorkflowSpec, pack, run_step
     from durableagent._workflow_store import BlobCheckpointStorage
 
-    container = BlobServiceClient.from_connection_string(connection_string).get_container_client("bench-steps")
+    # The transport the product's own blob clients use (``_blobs.service_from_environment``).
+    service = BlobServiceClient.from_connection_string(connection_string, transport=StdlibTransport())
+    container = service.get_container_client("bench-steps")
     storage = BlobCheckpointStorage(container)
     spec = WorkflowSpec(name=NAME, workflow=build(supersteps))
 

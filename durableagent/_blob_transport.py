@@ -259,13 +259,10 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         return self._tls
 
     def _behind_proxy(self, scheme: str, host: str) -> bool:
-        """Whether the environment routes this host through a proxy (as ``requests`` would read it)."""
         key = f"{scheme}://{host}"
         known = self._proxied.get(key)
         if known is None:
-            proxies = urllib.request.getproxies()
-            known = bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
-            self._proxied[key] = known
+            known = self._proxied[key] = behind_proxy(scheme, host)
         return known
 
     def _default(self) -> HttpTransport:  # type: ignore[type-arg]
@@ -277,6 +274,12 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
                     connection_timeout=self._connection_timeout, read_timeout=self._read_timeout
                 )
             return self._fallback
+
+
+def behind_proxy(scheme: str, host: str) -> bool:
+    """Whether the environment sends ``host`` through a proxy (``*_PROXY``, ``NO_PROXY``, read as requests does)."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     # The blob SDK costs ~80 ms to import: loaded only when a transcript is first touched.
     from azure.storage.blob import ContainerClient
 
+
 from ._blobs import ContainerOnce, service_from_environment
 from ._logs import get_logger
 from ._session_id import AgentSessionId, entity_name_for
@@ -60,7 +61,11 @@ class TranscriptStore:
     """Turn records of every session of every agent, in one container."""
 
     def __init__(self, container: ContainerClient) -> None:
+        from ._blob_rest import BlobRest  # with urllib3: loaded when storage is first used, not on import
+
         self._container = container
+        # The calls every turn makes, straight over REST when it can sign for the container.
+        self._rest = BlobRest.for_container(container)
         self._once = ContainerOnce(container)
         self._pool = ThreadPoolExecutor(max_workers=_READ_WORKERS, thread_name_prefix="durableagent-transcript")
         # Receipt uploads in flight or done, until the entity drops the receipt from its state.
@@ -83,8 +88,7 @@ class TranscriptStore:
     def write_turn(self, session: AgentSessionId, turn: int, record: dict[str, Any]) -> None:
         """Store (or replace) the record of one turn."""
         self._ensure_container()
-        data = json.dumps(record, separators=(",", ":")).encode()
-        self._container.upload_blob(self.blob_name(session, turn), data, overwrite=True)
+        self._put(self.blob_name(session, turn), json.dumps(record, separators=(",", ":")).encode())
 
     def read_turn(self, session: AgentSessionId, turn: int) -> dict[str, Any] | None:
         return self._read_json(self.blob_name(session, turn))
@@ -97,7 +101,10 @@ class TranscriptStore:
         turn_name = f"{base}.json"
         journal_prefix = f"{base}{_JOURNAL}{correlation_id}/"
         try:
-            names = [b.name for b in self._container.list_blobs(name_starts_with=base)]
+            if self._rest is not None:
+                names = self._rest.names(base)
+            else:
+                names = [b.name for b in self._container.list_blobs(name_starts_with=base)]
         except ResourceNotFoundError:
             return TurnAttempt()
         wanted = [n for n in names if n == turn_name or n.startswith(journal_prefix)]
@@ -117,8 +124,7 @@ class TranscriptStore:
     ) -> None:
         """Record one finished step (a model response, a tool result) of an attempt at ``turn``."""
         self._ensure_container()
-        body = json.dumps(data, separators=(",", ":")).encode()
-        self._container.upload_blob(_journal_name(session, turn, correlation_id, entry), body, overwrite=True)
+        self._put(_journal_name(session, turn, correlation_id, entry), json.dumps(data, separators=(",", ":")).encode())
 
     def discard_journal(self, session: AgentSessionId, turn: int, correlation_id: str, entries: Iterable[str]) -> None:
         """Delete journal entries once the turn's blob holds their outcome (in the background, best effort)."""
@@ -181,8 +187,8 @@ class TranscriptStore:
         return stored
 
     def _upload_receipt(self, session: AgentSessionId, receipt: dict[str, Any]) -> None:
-        name = _receipt_name(session, str(receipt["correlation_id"]))
-        self._container.upload_blob(name, json.dumps(receipt, separators=(",", ":")).encode(), overwrite=True)
+        data = json.dumps(receipt, separators=(",", ":")).encode()
+        self._put(_receipt_name(session, str(receipt["correlation_id"])), data)
 
     def _settle_spills(self, session: AgentSessionId) -> None:
         """Wait for this session's uploads in flight, so that none lands after the session is deleted."""
@@ -199,12 +205,24 @@ class TranscriptStore:
         return self._read_json(_receipt_name(session, correlation_id))
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
-        try:
-            data = self._container.download_blob(name).readall()
-        except ResourceNotFoundError:
-            return None
+        if self._rest is not None:
+            found = self._rest.get(name)
+            if found is None:
+                return None
+            data = found
+        else:
+            try:
+                data = self._container.download_blob(name).readall()
+            except ResourceNotFoundError:
+                return None
         parsed: dict[str, Any] = json.loads(data)
         return parsed
+
+    def _put(self, name: str, data: bytes) -> None:
+        if self._rest is not None:
+            self._rest.put(name, data)
+        else:
+            self._container.upload_blob(name, data, overwrite=True)
 
     def read_turns(self, session: AgentSessionId, start: int, count: int) -> list[dict[str, Any]]:
         """Turns ``start`` .. ``start + count - 1`` that exist, in order (read in parallel)."""

@@ -174,7 +174,11 @@ class BlobCheckpointStorage:
     """
 
     def __init__(self, container: ContainerClient, *, allowed_checkpoint_types: list[str] | None = None) -> None:
+        from ._blob_rest import BlobRest  # with urllib3: loaded when storage is first used, not on import
+
         self._container = container
+        # Each superstep's writes and reads, straight over REST when it can sign for the container.
+        self._rest = BlobRest.for_container(container)
         self._allowed = frozenset(allowed_checkpoint_types or [])
         self._once = ContainerOnce(container)
         self._recent = RecentCheckpoints()
@@ -285,9 +289,14 @@ class BlobCheckpointStorage:
 
     def _put(self, name: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self.ensure_container()
-        self._container.upload_blob(name, data, overwrite=True, metadata=metadata)
+        if self._rest is not None:
+            self._rest.put(name, data, metadata)
+        else:
+            self._container.upload_blob(name, data, overwrite=True, metadata=metadata)
 
     def _get(self, name: str) -> bytes | None:
+        if self._rest is not None:
+            return self._rest.get(name)
         try:
             return bytes(self._container.download_blob(name).readall())
         except ResourceNotFoundError:
@@ -325,6 +334,7 @@ class RunCheckpointStorage(BlobCheckpointStorage):
         self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int, *, defer_index: bool = False
     ) -> None:
         super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
+        self._rest = parent._rest  # its connections, not a pool of its own per step
         self._once = parent._once
         self._recent = parent._recent
         self.recent_indexes = parent.recent_indexes
