@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     # The blob SDK costs ~80 ms to import: loaded only when a transcript is first touched.
     from azure.storage.blob import ContainerClient
 
-
 from ._blobs import ContainerOnce, service_from_environment
 from ._logs import get_logger
 from ._session_id import AgentSessionId, entity_name_for
@@ -206,15 +205,14 @@ class TranscriptStore:
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         if self._rest is not None:
-            found = self._rest.get(name)
-            if found is None:
-                return None
-            data = found
+            data = self._rest.get(name)
         else:
             try:
                 data = self._container.download_blob(name).readall()
             except ResourceNotFoundError:
-                return None
+                data = None
+        if data is None:
+            return None
         parsed: dict[str, Any] = json.loads(data)
         return parsed
 

@@ -333,8 +333,10 @@ class RunCheckpointStorage(BlobCheckpointStorage):
     def __init__(
         self, parent: BlobCheckpointStorage, workflow: str, run_id: str, step: int, *, defer_index: bool = False
     ) -> None:
-        super().__init__(parent.container, allowed_checkpoint_types=list(parent._allowed))
-        self._rest = parent._rest  # its connections, not a pool of its own per step
+        # The app-wide storage's clients and caches, not new ones for every step.
+        self._container = parent.container
+        self._rest = parent._rest
+        self._allowed = parent._allowed
         self._once = parent._once
         self._recent = parent._recent
         self.recent_indexes = parent.recent_indexes
