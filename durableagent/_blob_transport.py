@@ -1,8 +1,10 @@
-"""An azure-core transport on the standard library's ``http.client``, for the blob calls of every turn.
+"""An azure-core transport on the standard library's ``http.client``, for the product's blob SDK clients.
 
-A turn makes two or three blob calls (the crash check, the turn's record, a receipt), and through
-the SDK's default transport (``requests`` over ``urllib3``) each costs about 1.6 ms of CPU, on
-the worker's GIL, against Azurite; through this one about 0.9 ms (``benchmarks/blob_transport_bench.py``).
+The calls of every turn and superstep go over REST (``_blob_rest``); the SDK still makes the rest
+(creating containers, deleting, listings with metadata) and all of them for a container ``BlobRest``
+cannot sign for (a SAS connection string). Through the SDK's default transport (``requests`` over
+``urllib3``) each call costs 1.2-1.5 ms of CPU on the worker's GIL, through this one 0.6-0.9 ms
+(``benchmarks/blob_transport_bench.py``).
 Only the sending changes: the SDK's pipeline (authentication, retries, error mapping, XML) is the
 same. Anything this transport does not do goes to the default transport unchanged: proxies
 (configured or from the environment), client certificates, a CA bundle, multipart or streamed bodies.

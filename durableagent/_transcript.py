@@ -60,11 +60,11 @@ class TranscriptStore:
     """Turn records of every session of every agent, in one container."""
 
     def __init__(self, container: ContainerClient) -> None:
-        from ._blob_rest import BlobRest  # with urllib3: loaded when storage is first used, not on import
+        from ._blob_rest import ContainerCalls  # with urllib3: loaded when storage is first used, not on import
 
         self._container = container
         # The calls every turn makes, straight over REST when it can sign for the container.
-        self._rest = BlobRest.for_container(container)
+        self._calls = ContainerCalls(container)
         self._once = ContainerOnce(container)
         self._pool = ThreadPoolExecutor(max_workers=_READ_WORKERS, thread_name_prefix="durableagent-transcript")
         # Receipt uploads in flight or done, until the entity drops the receipt from its state.
@@ -100,10 +100,7 @@ class TranscriptStore:
         turn_name = f"{base}.json"
         journal_prefix = f"{base}{_JOURNAL}{correlation_id}/"
         try:
-            if self._rest is not None:
-                names = self._rest.names(base)
-            else:
-                names = [b.name for b in self._container.list_blobs(name_starts_with=base)]
+            names = self._calls.names(base)
         except ResourceNotFoundError:
             return TurnAttempt()
         wanted = [n for n in names if n == turn_name or n.startswith(journal_prefix)]
@@ -204,23 +201,14 @@ class TranscriptStore:
         return self._read_json(_receipt_name(session, correlation_id))
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
-        if self._rest is not None:
-            data = self._rest.get(name)
-        else:
-            try:
-                data = self._container.download_blob(name).readall()
-            except ResourceNotFoundError:
-                data = None
+        data = self._calls.get(name)
         if data is None:
             return None
         parsed: dict[str, Any] = json.loads(data)
         return parsed
 
     def _put(self, name: str, data: bytes) -> None:
-        if self._rest is not None:
-            self._rest.put(name, data)
-        else:
-            self._container.upload_blob(name, data, overwrite=True)
+        self._calls.put(name, data)
 
     def read_turns(self, session: AgentSessionId, start: int, count: int) -> list[dict[str, Any]]:
         """Turns ``start`` .. ``start + count - 1`` that exist, in order (read in parallel)."""

@@ -174,11 +174,11 @@ class BlobCheckpointStorage:
     """
 
     def __init__(self, container: ContainerClient, *, allowed_checkpoint_types: list[str] | None = None) -> None:
-        from ._blob_rest import BlobRest  # with urllib3: loaded when storage is first used, not on import
+        from ._blob_rest import ContainerCalls  # with urllib3: loaded when storage is first used, not on import
 
         self._container = container
         # Each superstep's writes and reads, straight over REST when it can sign for the container.
-        self._rest = BlobRest.for_container(container)
+        self._calls = ContainerCalls(container)
         self._allowed = frozenset(allowed_checkpoint_types or [])
         self._once = ContainerOnce(container)
         self._recent = RecentCheckpoints()
@@ -289,18 +289,10 @@ class BlobCheckpointStorage:
 
     def _put(self, name: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self.ensure_container()
-        if self._rest is not None:
-            self._rest.put(name, data, metadata)
-        else:
-            self._container.upload_blob(name, data, overwrite=True, metadata=metadata)
+        self._calls.put(name, data, metadata)
 
     def _get(self, name: str) -> bytes | None:
-        if self._rest is not None:
-            return self._rest.get(name)
-        try:
-            return bytes(self._container.download_blob(name).readall())
-        except ResourceNotFoundError:
-            return None
+        return self._calls.get(name)
 
     def _list(self, prefix: str, *, metadata: bool = False) -> list[Any]:
         try:
@@ -335,7 +327,7 @@ class RunCheckpointStorage(BlobCheckpointStorage):
     ) -> None:
         # The app-wide storage's clients and caches, not new ones for every step.
         self._container = parent.container
-        self._rest = parent._rest
+        self._calls = parent._calls
         self._allowed = parent._allowed
         self._once = parent._once
         self._recent = parent._recent

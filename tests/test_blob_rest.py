@@ -175,7 +175,7 @@ def test_a_wrong_key_is_refused_as_an_error_not_as_missing(container: ContainerC
 
 def test_the_transcript_store_makes_its_turn_calls_over_rest(container: ContainerClient) -> None:
     store = TranscriptStore(container)
-    assert store._rest is not None
+    assert store._calls.rest is not None
     session = AgentSessionId("bench", "s/1 ü")
     store.write_turn(session, 0, {"turn": 0, "correlationId": "c-1"})
     store.write_journal(session, 1, "c-2", "model-0", {"x": 1})
