@@ -42,6 +42,7 @@ def test_log_levels_from_host_json_and_a_clean_stop(azurite: AzuriteInstance, tm
     try:
         assert host.request("GET", "/api/quiet")[0] == 200
         assert host.request("GET", "/api/loud")[0] == 200
+        assert host.request("GET", "/api/chatty")[0] == 200
         _failed_output(host)  # uses the Durable SDK's HTTP session, which must be closed at stop
     finally:
         host.stop()
@@ -55,6 +56,9 @@ def test_log_levels_from_host_json_and_a_clean_stop(azurite: AzuriteInstance, tm
     assert "Executed 'Functions.explode' (Failed" in log
     assert "Executing 'Functions.loud'" in log
     assert "loud says info" in log
+    # "Function.chatty.User" lets the function's own lines through while its invocation lines stay hidden.
+    assert "chatty says info" in log
+    assert "Executing 'Functions.chatty'" not in log
     assert "Stopping the host..." in log
     assert "Unclosed" not in log, log[-3000:]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from durableagent.devhost._logging import LogLevels, apply_log_levels, record_category
+from durableagent.devhost._logging import RUNNING, LogLevels, apply_log_levels, function_lines_enabled, record_category
 from durableagent.devhost._settings import HostConfigError, load_host_settings
 
 
@@ -99,6 +99,36 @@ def test_the_filter_applies_levels_to_the_root_handlers() -> None:
         ]
     finally:
         root.removeHandler(handler)
+
+
+def test_invocation_lines_are_built_only_when_their_category_prints_them() -> None:
+    logger = logging.getLogger("test_host_logging_lines")
+    logger.setLevel(logging.INFO)
+    root = logging.getLogger("test_host_logging_lines_root")
+    # Without host.json rules only the logger's own level decides.
+    assert function_lines_enabled("quiet", logger)
+    assert not function_lines_enabled("quiet", logger, logging.DEBUG)
+    levels = LogLevels.parse({"Function": "Warning", "Function.loud": "Information"})
+    with apply_log_levels(levels, root):
+        assert not function_lines_enabled("quiet", logger)
+        assert function_lines_enabled("quiet", logger, logging.WARNING)
+        assert function_lines_enabled("loud", logger)
+    assert function_lines_enabled("quiet", logger)  # the rules leave with the host
+
+
+def test_a_user_line_belongs_to_the_invocation_running_on_its_thread() -> None:
+    from durableagent.devhost import _invoker
+
+    record = _record("my_app", "hello from user code")
+    _invoker._INVOCATION_LOCAL.invocation_id = "inv-1"
+    try:
+        assert record_category(record) == "Function"  # not started: no function to name
+        RUNNING.started("inv-1", "hello")
+        assert record_category(record) == "Function.hello.User"
+        RUNNING.finished("inv-1")
+        assert record_category(record) == "Function"
+    finally:
+        _invoker._INVOCATION_LOCAL.invocation_id = None
 
 
 def test_host_json_log_levels_and_durable_settings(tmp_path: Path) -> None:

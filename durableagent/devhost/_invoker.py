@@ -53,6 +53,7 @@ from ._functions import (
     TIMER_TRIGGER,
     IndexedFunction,
 )
+from ._logging import RUNNING, function_lines_enabled
 from ._trigger_input import TriggerInput
 
 __all__ = [
@@ -1045,8 +1046,11 @@ class Invoker:
     ) -> _R:
         name = fn.name
         invocation_id = invocation_id or str(uuid.uuid4())
-        logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
+        announce = function_lines_enabled(name, logger)
+        if announce:
+            logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id)
         started = time.perf_counter()
+        RUNNING.started(invocation_id, name)
         try:
             bound = any(str(b["type"]) in _BOUND_PER_INVOCATION for b in fn.bindings)
             binding_data = binding_data_for(fn.trigger_type, trigger_datum, metadata) if bound else BindingData()
@@ -1064,8 +1068,11 @@ class Invoker:
             logger.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
             logger.error("Exception while executing function: Functions.%s. %s", name, error.host_message())
             raise error from exc
-        elapsed = round((time.perf_counter() - started) * 1000)
-        logger.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
+        finally:
+            RUNNING.finished(invocation_id)
+        if announce:
+            elapsed = round((time.perf_counter() - started) * 1000)
+            logger.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", name, invocation_id, elapsed)
         return result
 
     def _describe_failure(self, exc: Exception, *, function_name: str, invocation_id: str) -> FunctionInvocationError:

@@ -26,12 +26,21 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._settings import HostConfigError
 
-__all__ = ["CategoryFilter", "ConsoleFormatter", "LogLevels", "apply_log_levels", "escape_control", "record_category"]
+__all__ = [
+    "RUNNING",
+    "CategoryFilter",
+    "ConsoleFormatter",
+    "LogLevels",
+    "apply_log_levels",
+    "escape_control",
+    "function_lines_enabled",
+    "record_category",
+]
 
 # Microsoft.Extensions.Logging.LogLevel names, on Python's scale ("None" silences the category).
 _LEVELS = {
@@ -89,6 +98,8 @@ class LogLevels:
     """The ``logLevel`` rules: (category prefix, wildcard suffix, level), ``default`` as the empty prefix."""
 
     rules: tuple[tuple[str, str, int], ...] = ()
+    # Categories already resolved: a record's category is looked up on every line.
+    _resolved: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, levels: Mapping[str, str], where: str = "host.json") -> LogLevels:
@@ -106,6 +117,12 @@ class LogLevels:
 
     def level_for(self, category: str) -> int:
         """The minimum level of ``category``: the most specific matching rule's, Information if none."""
+        known = self._resolved.get(category)
+        if known is None:
+            known = self._resolved[category] = self._match(category)
+        return known
+
+    def _match(self, category: str) -> int:
         lowered = category.lower()
         best: tuple[int, int] | None = None
         for prefix, suffix, level in self.rules:
@@ -121,23 +138,28 @@ class LogLevels:
 
 
 class _Invocations:
-    """Function names of running invocations by id, learnt from the ``Executing`` lines."""
+    """Function names of running invocations by id, told by the invoker as each starts and ends.
+
+    Told directly rather than learnt from the ``Executing`` lines, so a user log line finds its
+    function even when ``logLevel`` hides those lines (and they are then never built).
+    """
 
     def __init__(self) -> None:
         self._names: dict[str, str] = {}
 
-    def observe(self, message: str) -> None:
-        started = _EXECUTING.match(message)
-        if started is not None:
-            self._names[started["id"].strip()] = started["name"]
-            return
-        finished = _EXECUTED.match(message)
-        if finished is not None:
-            self._names.pop(finished["id"].strip(), None)
+    def started(self, invocation_id: str, name: str) -> None:
+        self._names[invocation_id] = name
+
+    def finished(self, invocation_id: str) -> None:
+        self._names.pop(invocation_id, None)
 
     def current(self) -> str | None:
         invocation_id = _current_invocation_id()
         return None if invocation_id is None else self._names.get(invocation_id)
+
+
+RUNNING = _Invocations()
+"""The invocations running in this process (one worker per host here)."""
 
 
 def _current_invocation_id() -> str | None:
@@ -167,7 +189,7 @@ def record_category(record: logging.LogRecord, invocations: _Invocations | None 
     for prefix, category in _HOST_CATEGORIES:
         if record.name == prefix or record.name.startswith(prefix + "."):
             return category
-    name = invocations.current() if invocations is not None else None
+    name = (invocations or RUNNING).current()
     return f"Function.{name}.User" if name else "Function"
 
 
@@ -177,12 +199,24 @@ class CategoryFilter(logging.Filter):
     def __init__(self, levels: LogLevels) -> None:
         super().__init__()
         self.levels = levels
-        self._invocations = _Invocations()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == _FUNCTIONS_LOGGER:
-            self._invocations.observe(record.getMessage())
-        return record.levelno >= self.levels.level_for(record_category(record, self._invocations))
+        return record.levelno >= self.levels.level_for(record_category(record))
+
+
+_INSTALLED: list[CategoryFilter] = []
+
+
+def function_lines_enabled(name: str, logger: logging.Logger, level: int = logging.INFO) -> bool:
+    """Whether ``Function.<name>`` lines at ``level`` would be printed, so hidden ones are not built.
+
+    A host prints an invocation's ``Executing``/``Executed`` lines on every call; building a record
+    only for the filter to drop it is most of their cost when ``logLevel`` hides them.
+    """
+    if not logger.isEnabledFor(level):
+        return False
+    category = f"Function.{name}"
+    return not _INSTALLED or any(level >= f.levels.level_for(category) for f in _INSTALLED)
 
 
 @contextmanager
@@ -197,11 +231,13 @@ def apply_log_levels(levels: LogLevels, logger: logging.Logger | None = None) ->
     previous_level = target.level
     for handler in handlers:
         handler.addFilter(installed)
+    _INSTALLED.append(installed)
     if levels.lowest < target.getEffectiveLevel():
         target.setLevel(levels.lowest)
     try:
         yield installed
     finally:
+        _INSTALLED.remove(installed)
         for handler in handlers:
             handler.removeFilter(installed)
         target.setLevel(previous_level)

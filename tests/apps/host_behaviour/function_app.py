@@ -1,6 +1,6 @@
 """A plain Durable app for the host's own behaviour: log levels, failure output, start-up checks.
 
-host.json keeps ``Function`` categories at Warning except ``Function.loud``.
+host.json keeps ``Function`` categories at Warning except ``Function.loud`` and ``Function.chatty.User``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def quiet(req: func.HttpRequest) -> func.HttpResponse:
 def loud(req: func.HttpRequest) -> func.HttpResponse:
     logging.info("loud says info")
     return func.HttpResponse("loud")
+
+
+@app.route(route="chatty", methods=["GET"])
+def chatty(req: func.HttpRequest) -> func.HttpResponse:
+    logging.info("chatty says info")
+    return func.HttpResponse("chatty")
 
 
 @app.route(route="start/{functionName}", methods=["POST"])
