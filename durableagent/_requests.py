@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -89,7 +90,7 @@ class RunRequest:
     received_at: str = field(default_factory=utc_now)
     correlation_supplied: bool = True
 
-    @property
+    @functools.cached_property
     def request_hash(self) -> str:
         """What must match when a correlation id is reused (409 otherwise)."""
         canonical = json.dumps(

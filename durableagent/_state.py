@@ -231,9 +231,11 @@ class AgentState:
 
     @classmethod
     def from_state(cls, data: dict[str, Any] | None) -> AgentState:
-        state = cls()
-        if data:
-            state.restore_state(data)
+        if not data:
+            return cls()
+        # restore_state sets every field: skip the defaults (a new session id, two clock reads) it replaces.
+        state = cls.__new__(cls)
+        state.restore_state(data)
         return state
 
     def session_snapshot(self) -> dict[str, Any]:
