@@ -1,17 +1,17 @@
 """The blob calls of every agent turn and workflow superstep, made straight over the Blob REST API.
 
 A turn lists what a crashed earlier attempt left, writes its record, and later stores a receipt; a
-superstep writes its checkpoint and its index entry. Through the blob SDK each call costs 1.2-1.5 ms
-of client CPU (0.6-0.9 ms on ``StdlibTransport``), on the GIL the worker's other threads wait for;
-made here, 0.30-0.36 ms (``benchmarks/blob_transport_bench.py``). Across a turn that is about 1.5 ms
-of the worker's CPU, and 1.3-1.6 ms of the turn's latency on the local host.
+superstep writes its checkpoint and its index entry. Through the blob SDK each call costs 1.1-1.3 ms
+of client CPU (0.6-0.8 ms on ``StdlibTransport``), on the GIL the worker's other threads wait for;
+made here, 0.15-0.19 ms (``benchmarks/blob_transport_bench.py``; 0.3-0.36 ms through a urllib3 pool).
 
 What this module owns is small: the ``Authorization`` header (Shared Key, as the service documents
 it and as the SDK computes it, or a bearer token from the same ``azure-identity`` credential), the
-URL, and reading a listing's XML. ``urllib3`` does the HTTP: pooled connections, TLS, and retries
-with back-off on connection errors and 408/429/500/502/503/504, as the SDK retries. Everything else
-(creating containers, deleting, listings with metadata) stays on the SDK, and so does a container
-this client cannot reach as the SDK would: a SAS connection string, a proxy set in the environment."""
+URL, and reading a listing's XML. The requests go out on ``StdlibTransport``'s kept connections, and
+``urllib3``'s ``Retry`` decides the retries: back-off on connection errors and 408/429/500/502/503/504,
+as the SDK retries, with a ``Retry-After`` answer respected. Everything else (creating containers,
+deleting, listings with metadata) stays on the SDK, and so does a container this client cannot reach
+as the SDK would: a SAS connection string, a proxy set in the environment."""
 
 from __future__ import annotations
 
@@ -22,14 +22,15 @@ import re
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import urllib3
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 
-from ._blob_transport import behind_proxy
+from ._blob_transport import StdlibTransport, behind_proxy
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -66,7 +67,34 @@ _SIGNED_HEADERS = (
     "if-unmodified-since",
     "range",
 )
-_TIMEOUT = urllib3.Timeout(connect=20.0, read=60.0)  # the blob SDK's own defaults
+_CONNECT_SECONDS, _READ_SECONDS = 20.0, 60.0  # the blob SDK's own defaults
+
+
+class Exchange(Protocol):
+    """What sends one request: ``StdlibTransport.exchange``'s shape."""
+
+    def exchange(
+        self,
+        method: str,
+        scheme: str,
+        netloc: str,
+        target: str,
+        body: bytes | bytearray | None,
+        headers: dict[str, str],
+        *,
+        verify: bool = True,
+        read_timeout: float | None = None,
+        connection_timeout: float | None = None,
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the service answered: status, headers (names lower-cased) and the whole body."""
+
+    status: int
+    headers: dict[str, str]
+    data: bytes
 
 
 class BlobRest:
@@ -79,11 +107,12 @@ class BlobRest:
         account_name: str | None = None,
         account_key: str | None = None,
         token_credential: TokenCredential | None = None,
-        pool: urllib3.PoolManager | None = None,
+        http: Exchange | None = None,
     ) -> None:
         if (account_key is None) == (token_credential is None):
             raise ValueError("exactly one of account_key and token_credential is needed")
         url = urlsplit(container_url.rstrip("/"))
+        self._scheme, self._netloc = url.scheme, url.netloc
         self._origin = f"{url.scheme}://{url.netloc}"
         self._path = url.path  # already encoded, as the SDK keeps it (e.g. /devstoreaccount1/<container>)
         self._account = account_name or ""
@@ -91,7 +120,7 @@ class BlobRest:
         self._credential = token_credential
         self._token: tuple[str, float] | None = None
         self._token_lock = threading.Lock()
-        self._http = pool or urllib3.PoolManager(maxsize=16, retries=_RETRIES, timeout=_TIMEOUT)
+        self._http: Exchange = http or StdlibTransport(connection_timeout=_CONNECT_SECONDS, read_timeout=_READ_SECONDS)
 
     @classmethod
     def for_container(cls, container: ContainerClient) -> BlobRest | None:
@@ -102,7 +131,7 @@ class BlobRest:
             return None  # a SAS in the URL (or no real container): the SDK keeps these
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or behind_proxy(parts.scheme, parts.hostname or ""):
-            return None  # urllib3 reads no proxy settings; the SDK's transport does
+            return None  # sent without a proxy here; the SDK's transport reads the proxy settings
         key = getattr(credential, "account_key", None)
         if isinstance(key, str):
             return cls(url, account_name=str(credential.account_name), account_key=key)
@@ -131,7 +160,7 @@ class BlobRest:
             return None
         if response.status != 200:
             raise _error(response, name)
-        return bytes(response.data)
+        return response.data
 
     def names(self, prefix: str, *, page_size: int | None = None) -> list[str]:
         """Names of the blobs under ``prefix``, in order; raises ``ResourceNotFoundError`` without a container."""
@@ -166,20 +195,45 @@ class BlobRest:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Answer:
         path = self._path if name is None else f"{self._path}/{quote(name, safe='~/')}"
-        sent = {"x-ms-version": API_VERSION, "x-ms-date": formatdate(usegmt=True), **(headers or {})}
-        if body is not None:
-            sent["Content-Length"] = str(len(body))
-        sent["Authorization"] = self._authorization(method, path, sent, query or {})
-        url = self._origin + path
+        target = path
         if query:
-            url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
-        try:
-            return self._http.request(method, url, body=body, headers=sent, preload_content=True, redirect=False)
-        except urllib3.exceptions.HTTPError as exc:
-            # Retries spent on a connection that failed or timed out: the SDK's error for it.
-            raise ServiceRequestError(f"blob '{name or ''}': {type(exc).__name__}") from exc
+            target += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+        url = self._origin + target
+        retry = _RETRIES
+        while True:
+            sent = {"x-ms-version": API_VERSION, "x-ms-date": formatdate(usegmt=True), **(headers or {})}
+            if body is not None:
+                sent["Content-Length"] = str(len(body))
+            sent["Authorization"] = self._authorization(method, path, sent, query or {})
+            try:
+                status, _, raw_headers, data = self._http.exchange(
+                    method, self._scheme, self._netloc, target, body, sent
+                )
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                # In Retry's terms a failed connect is a connect error, a failed exchange a read error.
+                error: urllib3.exceptions.HTTPError = (
+                    urllib3.exceptions.ConnectTimeoutError(str(exc))
+                    if isinstance(exc, ServiceRequestError)
+                    else urllib3.exceptions.ProtocolError(str(exc))
+                )
+                try:
+                    retry = retry.increment(method, url, error=error)
+                except urllib3.exceptions.HTTPError:
+                    # Retries spent on a connection that failed or timed out: the SDK's error for it.
+                    raise ServiceRequestError(f"blob '{name or ''}': {type(exc).__name__}") from exc
+                retry.sleep()
+                continue
+            answer = Answer(status, {k.lower(): v for k, v in raw_headers}, data)
+            if not retry.is_retry(method, status, has_retry_after="retry-after" in answer.headers):
+                return answer
+            response = urllib3.HTTPResponse(body=b"", headers=answer.headers, status=status, preload_content=False)
+            try:
+                retry = retry.increment(method, url, response=response)
+            except urllib3.exceptions.MaxRetryError:
+                return answer  # still busy after the last retry: the caller reports the answer
+            retry.sleep(response)
 
     def _authorization(self, method: str, path: str, headers: dict[str, str], query: dict[str, str]) -> str:
         if self._credential is not None:
@@ -240,7 +294,7 @@ class ContainerCalls:
         return [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
 
 
-def _error(response: urllib3.BaseHTTPResponse, name: str) -> HttpResponseError:
+def _error(response: Answer, name: str) -> HttpResponseError:
     """The SDK's exception types for what the service answered (its error code, never the body)."""
     code = response.headers.get("x-ms-error-code", "")
     message = f"blob '{name}': {response.status} {code}".strip()

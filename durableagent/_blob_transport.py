@@ -167,19 +167,57 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         target = url.path or "/"
         if url.query:
             target = f"{target}?{url.query}"
-        headers = dict(request.headers)
-        timeout = kwargs.get("read_timeout", self._read_timeout)
-        connection, reused = self._connection(url.scheme, url.netloc, verify, kwargs)
+        status, reason, raw_headers, data = self.exchange(
+            request.method,
+            url.scheme,
+            url.netloc,
+            target,
+            body,
+            dict(request.headers),
+            verify=verify,
+            read_timeout=kwargs.get("read_timeout", self._read_timeout),
+            connection_timeout=kwargs.get("connection_timeout", self._connection_timeout),
+        )
+        answer_headers = case_insensitive_dict(raw_headers)
+        if isinstance(request, RestHttpRequest):
+            return StdlibRestResponse(request, status, reason, answer_headers, data)
+        return StdlibResponse(request, status, reason, answer_headers, data)
+
+    def exchange(
+        self,
+        method: str,
+        scheme: str,
+        netloc: str,
+        target: str,
+        body: bytes | bytearray | None,
+        headers: dict[str, str],
+        *,
+        verify: bool = True,
+        read_timeout: float | None = None,
+        connection_timeout: float | None = None,
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """One request on this thread's kept connection to ``scheme://netloc``: status, reason, headers, body.
+
+        A reused connection the server dropped as the request went out is replaced and the request
+        sent once more; nothing else is retried here (the caller's policy decides).
+
+        Raises:
+            ServiceRequestError: Could not connect.
+            ServiceResponseError: The exchange failed after connecting.
+        """
+        timeout = self._read_timeout if read_timeout is None else read_timeout
+        opening = self._connection_timeout if connection_timeout is None else connection_timeout
+        connection, reused = self._connection(scheme, netloc, verify, opening)
         try:
             try:
-                response = self._exchange(connection, request.method, target, body, headers, timeout)
+                response = self._exchange(connection, method, target, body, headers, timeout)
             except _DROPPED:
                 if not reused:
                     raise
                 # Closed by the server as this request went out: once more, on a fresh connection.
                 self._discard(connection)
-                connection, _ = self._connection(url.scheme, url.netloc, verify, kwargs)
-                response = self._exchange(connection, request.method, target, body, headers, timeout)
+                connection, _ = self._connection(scheme, netloc, verify, opening)
+                response = self._exchange(connection, method, target, body, headers, timeout)
         except (ServiceRequestError, ServiceResponseError):
             self._discard(connection)
             raise
@@ -192,10 +230,7 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         status, reason, raw_headers, data, keep = response
         if not keep:
             self._discard(connection)
-        answer_headers = case_insensitive_dict(raw_headers)
-        if isinstance(request, RestHttpRequest):
-            return StdlibRestResponse(request, status, reason, answer_headers, data)
-        return StdlibResponse(request, status, reason, answer_headers, data)
+        return status, reason, raw_headers, data
 
     def _exchange(
         self,
@@ -220,7 +255,7 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         return response.status, response.reason, response.getheaders(), data, not response.will_close
 
     def _connection(
-        self, scheme: str, netloc: str, verify: bool, kwargs: dict[str, Any]
+        self, scheme: str, netloc: str, verify: bool, timeout: float
     ) -> tuple[http.client.HTTPConnection, bool]:
         kept: dict[tuple[str, str, bool], http.client.HTTPConnection] | None = getattr(self._local, "kept", None)
         if kept is None:
@@ -231,7 +266,6 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
             return connection, True
         if connection is not None:
             self._discard(connection)
-        timeout = kwargs.get("connection_timeout", self._connection_timeout)
         if scheme == "https":
             connection = http.client.HTTPSConnection(netloc, timeout=timeout, context=self._context(verify))
         else:

@@ -60,7 +60,7 @@ class TranscriptStore:
     """Turn records of every session of every agent, in one container."""
 
     def __init__(self, container: ContainerClient) -> None:
-        from ._blob_rest import ContainerCalls  # with urllib3: loaded when storage is first used, not on import
+        from ._blob_rest import ContainerCalls  # with urllib3 and http.client: loaded when storage is first used
 
         self._container = container
         # The calls every turn makes, straight over REST when it can sign for the container.

@@ -174,7 +174,7 @@ class BlobCheckpointStorage:
     """
 
     def __init__(self, container: ContainerClient, *, allowed_checkpoint_types: list[str] | None = None) -> None:
-        from ._blob_rest import ContainerCalls  # with urllib3: loaded when storage is first used, not on import
+        from ._blob_rest import ContainerCalls  # with urllib3 and http.client: loaded when storage is first used
 
         self._container = container
         # Each superstep's writes and reads, straight over REST when it can sign for the container.

@@ -45,13 +45,15 @@ def _sdk_signature(method: str, url: str, headers: dict[str, str]) -> str:
 
 
 class _Capture:
-    """A urllib3 pool stand-in that keeps the last request instead of sending it."""
+    """A sender stand-in that keeps the request instead of sending it."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, dict[str, str]]] = []
 
-    def request(self, method: str, url: str, *, headers: dict[str, str], **kwargs: Any) -> Any:
-        self.sent.append((method, url, dict(headers)))
+    def exchange(
+        self, method: str, scheme: str, netloc: str, target: str, body: Any, headers: dict[str, str], **kwargs: Any
+    ) -> Any:
+        self.sent.append((method, f"{scheme}://{netloc}{target}", dict(headers)))
         raise RuntimeError("captured")
 
 
@@ -60,7 +62,7 @@ class _Capture:
 def test_the_shared_key_signature_is_the_sdks(name: str, call: str) -> None:
     capture = _Capture()
     rest = BlobRest("https://acct.blob.core.windows.net/transcripts", account_name="acct", account_key=KEY,
-                    pool=capture)  # type: ignore[arg-type]  # fmt: skip
+                    http=capture)  # fmt: skip
     with pytest.raises(RuntimeError, match="captured"):
         if call == "get":
             rest.get(name)
@@ -74,7 +76,7 @@ def test_the_shared_key_signature_is_the_sdks(name: str, call: str) -> None:
 def test_metadata_is_signed_as_the_sdk_signs_it() -> None:
     capture = _Capture()
     rest = BlobRest("https://acct.blob.core.windows.net/c", account_name="acct", account_key=KEY,
-                    pool=capture)  # type: ignore[arg-type]  # fmt: skip
+                    http=capture)  # fmt: skip
     metadata = {"workflow": "w%20x", "previous": "", "iteration": "3", "timestamp": "2026-12-03T19:00:00Z", "z9": "v"}
     with pytest.raises(RuntimeError, match="captured"):
         rest.put("checkpoints/x.json", b"{}", metadata)
@@ -97,7 +99,7 @@ def test_metadata_keys_outside_the_signed_order_are_refused(key: str) -> None:
 def test_a_listing_is_signed_as_the_sdk_signs_it(prefix: str) -> None:
     capture = _Capture()
     rest = BlobRest("https://acct.blob.core.windows.net/transcripts", account_name="acct", account_key=KEY,
-                    pool=capture)  # type: ignore[arg-type]  # fmt: skip
+                    http=capture)  # fmt: skip
     with pytest.raises(RuntimeError, match="captured"):
         rest.names(prefix, page_size=7)
     method, url, headers = capture.sent[0]
@@ -259,6 +261,34 @@ def test_a_busy_answer_is_retried_and_a_bad_request_is_not() -> None:
         with pytest.raises(HttpResponseError, match="400 InvalidInput"):
             rest.put("bad", b"{}")
         assert len(server.requests) == 3
+
+
+def test_still_busy_after_the_last_retry_is_the_services_answer() -> None:
+    def always_busy(connection: int, request: int, conn: socket.socket, head: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nx-ms-error-code: ServerBusy\r\nContent-Length: 0\r\n"
+                     b"Retry-After: 0\r\n\r\n")  # fmt: skip
+        return True
+
+    with scripted(always_busy) as server:
+        rest = BlobRest(f"{server.url}/acct/c", account_name="acct", account_key=KEY)
+        with pytest.raises(HttpResponseError, match="503 ServerBusy"):
+            rest.get("x.json")
+        assert len(server.requests) == 4  # the first try and three status retries
+
+
+def test_a_connection_closed_without_an_answer_is_sent_again() -> None:
+    def drop_first(connection: int, request: int, conn: socket.socket, head: bytes) -> bool:
+        if connection == 0:
+            return False  # closed with no answer, on a new connection: a read error to Retry
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        return True
+
+    with scripted(drop_first) as server:
+        rest = BlobRest(f"{server.url}/acct/c", account_name="acct", account_key=KEY)
+        assert rest.get("x.json") == b"{}"
+        assert len(server.requests) == 2
+        # Each try is signed anew (its own x-ms-date), on the same path.
+        assert all(r.split(b"\r\n")[0] == b"GET /acct/c/x.json HTTP/1.1" for r in server.requests)
 
 
 def test_an_unreachable_account_is_a_request_error(free_ports: Callable[[int], list[int]]) -> None:
