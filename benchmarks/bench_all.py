@@ -15,7 +15,10 @@ It runs, one after the other so that none disturbs another:
 4. ``workflows_bench.py``: a workflow's supersteps, in process with ``FileCheckpointStorage`` and
    durably through the local host, and how soon a waiting start answers after the run settles;
 5. ``blob_transport_bench.py``: client CPU per blob call, the SDK's default transport against
-   ``StdlibTransport`` and ``BlobRest``.
+   ``StdlibTransport`` and ``BlobRest``;
+6. ``agents_bench.py --only ours`` once more, right after the first, on the code as it was before
+   issue 13 (``--before``, a git revision checked out into a temporary worktree, with today's
+   benchmark scripts copied in): the many-sessions throughput the 3x row divides by.
 
 Each prints its own table; their outputs are kept under ``--out`` (default a new temporary
 directory). Then the table below, each ratio against its budget. The last line is all results as JSON.
@@ -24,13 +27,16 @@ directory). Then the table below, each ratio against its budget. The last line i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +48,40 @@ BENCH = REPO / "benchmarks"
 DBOS_PYTHON = REPO / ".venv-dbos" / "bin" / "python"
 WIDTHS = (100, 300, 1000, 3000)
 QUICK_WIDTHS = (100, 300, 1000)
+# main just before issue 13's first change (1ed46b7): the code whose many-sessions throughput it triples.
+BEFORE_ISSUE_13 = "25180b7"
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     argv: list[str]
+    tree: Path = REPO  # where it runs, and the package it imports
+
+
+@contextlib.contextmanager
+def tree_at(revision: str, work: Path) -> Iterator[Path | None]:
+    """``revision`` checked out in a temporary worktree with today's benchmarks, or None (no git, no such commit)."""
+    tree = work / f"tree-{revision}"
+    added = subprocess.run(
+        ["git", "worktree", "add", "--detach", "--force", str(tree), revision],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+    )
+    if added.returncode != 0:
+        print(f"note: no worktree at {revision}: {added.stderr.decode(errors='replace').strip()}", file=sys.stderr)
+        yield None
+        return
+    try:
+        # Today's scripts measure the old package: the same measurement on both sides.
+        shutil.rmtree(tree / "benchmarks", ignore_errors=True)
+        shutil.copytree(BENCH, tree / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+        if (REPO / "node_modules").exists() and not (tree / "node_modules").exists():
+            (tree / "node_modules").symlink_to(REPO / "node_modules")  # the same Azurite
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True, check=False)
 
 
 def run_step(step: Step, out: Path) -> dict[str, Any]:
@@ -55,8 +89,14 @@ def run_step(step: Step, out: Path) -> dict[str, Any]:
     log = out / f"{step.name}.txt"
     print(f"== {step.name}: {' '.join(step.argv)}", file=sys.stderr, flush=True)
     began = time.monotonic()
+    env = None
+    if step.tree != REPO:  # that tree's package, ahead of the venv's editable install of this one
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(step.tree), os.environ.get("PYTHONPATH")])),
+        }
     with open(log, "wb") as sink:
-        completed = subprocess.run(step.argv, cwd=REPO, stdout=subprocess.PIPE, stderr=sink, check=False)
+        completed = subprocess.run(step.argv, cwd=step.tree, env=env, stdout=subprocess.PIPE, stderr=sink, check=False)
         sink.write(b"\n--- stdout ---\n" + completed.stdout)
     text = completed.stdout.decode("utf-8", "replace").strip()
     seconds = time.monotonic() - began
@@ -128,7 +168,7 @@ def _div(a: Any, b: Any) -> float | None:
     return a / b
 
 
-def build_rows(results: dict[str, Any], throughput_before: float | None) -> list[Row]:
+def build_rows(results: dict[str, Any], before_label: str) -> list[Row]:
     agents = results.get("agents", {})
     ours, upstream = agents.get("ours", {}), agents.get("upstream", {})
     rows = []
@@ -147,9 +187,9 @@ def build_rows(results: dict[str, Any], throughput_before: float | None) -> list
     rows.append(Row(f"1. p50 at {at_large} prior turns / at {at_small}", f"{_ms(large)} / {_ms(small)}",
                     _div(large, small), "<= 1.2", lambda v: v <= 1.2))  # fmt: skip
     many, many_up = get(ours, "many", "turns_per_second"), get(upstream, "many", "turns_per_second")
-    before = "n/a" if throughput_before is None else f"{throughput_before:.1f}"
-    rows.append(Row("1. many sessions turns/s, ours / before issue 13", f"{_num(many)} / {before}",
-                    _div(many, throughput_before), ">= 3.0", lambda v: v >= 3.0))  # fmt: skip
+    before = get(results.get("before", {}), "ours", "many", "turns_per_second")
+    rows.append(Row(f"1. many sessions turns/s, ours / before issue 13 ({before_label})",
+                    f"{_num(many)} / {_num(before)}", _div(many, before), ">= 3.0", lambda v: v >= 3.0))  # fmt: skip
     rows.append(Row("   many sessions turns/s, ours / upstream", f"{_num(many)} / {_num(many_up)}",
                     _div(many, many_up), "(info)", lambda v: True))  # fmt: skip
     walls = fan_out_walls(results.get("devhost", {}))
@@ -204,10 +244,9 @@ def main() -> int:
     parser.add_argument("--only", choices=("ours",), help="ours alone: no upstream, no DBOS")
     parser.add_argument("--out", type=Path, help="where to keep each benchmark's output")
     parser.add_argument(
-        "--throughput-before",
-        type=float,
-        default=None,
-        help="turns/s of the many-sessions run before issue 13, measured on this machine (for the 3x row)",
+        "--before",
+        default=BEFORE_ISSUE_13,
+        help=f"git revision of the code before issue 13, for the 3x row (default {BEFORE_ISSUE_13}; 'none' skips it)",
     )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-all-"))
@@ -234,8 +273,16 @@ def main() -> int:
 
     began = time.monotonic()
     results: dict[str, Any] = {}
-    for step in steps:
-        results[step.name] = run_step(step, out)
+    with contextlib.ExitStack() as stack:
+        before_tree = None if args.before == "none" else stack.enter_context(tree_at(args.before, out))
+        if before_tree is not None:
+            # Right after ours, so that both see the machine as it is in the same minutes.
+            before_argv = [python, str(before_tree / "benchmarks" / "agents_bench.py"), *agents_argv[2:]]
+            if "--only" not in before_argv:
+                before_argv += ["--only", "ours"]
+            steps.insert(1, Step("before", before_argv, before_tree))
+        for step in steps:
+            results[step.name] = run_step(step, out)
     elapsed = time.monotonic() - began
 
     machine = machine_info()
@@ -247,7 +294,7 @@ def main() -> int:
         error = results[step.name].get("error")
         print(f"{step.name}: {'FAILED: ' + error if error else 'ok'} ({results[step.name].get('_log', '')})")
     print()
-    print_table(build_rows(results, args.throughput_before))
+    print_table(build_rows(results, args.before))
     print()
     print(f"total time: {elapsed:.0f} s")
     print(json.dumps({"machine": machine, **results}, separators=(",", ":")))
