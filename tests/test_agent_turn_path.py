@@ -339,3 +339,63 @@ def test_a_pause_is_cut_short_by_a_word_and_otherwise_sleeps_out() -> None:
         return already, silent, later, nobody
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == (True, False, True, False)
+
+
+class _CommitsLate:
+    """A durable client whose first look finds the run uncommitted and every later look finds it.
+
+    ``ticks`` counts turns of the event loop (a task yielding in a loop); each look notes how many had
+    passed, which shows whether the look waited for a timer or only for the loop."""
+
+    def __init__(self, committed: dict[str, Any]) -> None:
+        self.committed = committed
+        self.ticks = 0
+        self.ticks_at_look: list[int] = []
+
+    async def tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+    async def read_entity_state(self, entity_id: Any) -> _Read:
+        self.ticks_at_look.append(self.ticks)
+        if len(self.ticks_at_look) == 1:
+            return _Read(True, {**self.committed, "receipts": []})
+        return _Read(True, self.committed)
+
+
+def test_after_the_word_the_first_look_waits_one_turn_of_the_loop_and_a_miss_looks_again(slow_polls: None) -> None:
+    # A timer of any length waits a whole millisecond of epoll when nothing else is ready: the first
+    # look after the entity's word only lets the loop run what is queued (the host's commit). When the
+    # commit is not done yet, the next look comes after _AFTER_WAKE_SECONDS, not after a poll interval.
+    entity, _, transcripts = make(Reply.text("late"))
+    first = _EntityClient(entity, queued=0.0)
+    assert _wait_for_run(first, transcripts).status_code == 200
+    committed = first.state
+    correlation_id = committed["receipts"][-1]["correlation_id"]
+    client = _CommitsLate(committed)
+
+    async def main() -> Any:
+        ticker = asyncio.create_task(client.tick())
+        await asyncio.sleep(0)
+        woken = asyncio.Event()
+        woken.set()  # the word came before the wait began
+        try:
+            return await asyncio.wait_for(
+                _api(transcripts).wait_for_receipt(
+                    client,  # type: ignore[arg-type]
+                    AgentSessionId("Joker", "s1"),
+                    correlation_id,
+                    timeout=50,
+                    woken=woken,
+                ),
+                30,
+            )
+        finally:
+            ticker.cancel()
+
+    receipt = asyncio.run(main())
+    assert receipt is not None and receipt.correlation_id == correlation_id
+    assert len(client.ticks_at_look) == 2
+    assert client.ticks_at_look[0] <= 3  # a 0.3 ms timer lets the ticker turn dozens of times or more
+    assert client.ticks_at_look[1] > client.ticks_at_look[0]
