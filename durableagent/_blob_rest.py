@@ -24,7 +24,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import urllib3
@@ -70,24 +70,6 @@ _SIGNED_HEADERS = (
 _CONNECT_SECONDS, _READ_SECONDS = 20.0, 60.0  # the blob SDK's own defaults
 
 
-class Exchange(Protocol):
-    """What sends one request: ``StdlibTransport.exchange``'s shape."""
-
-    def exchange(
-        self,
-        method: str,
-        scheme: str,
-        netloc: str,
-        target: str,
-        body: bytes | bytearray | None,
-        headers: dict[str, str],
-        *,
-        verify: bool = True,
-        read_timeout: float | None = None,
-        connection_timeout: float | None = None,
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]: ...
-
-
 @dataclass(frozen=True)
 class Answer:
     """What the service answered: status, headers (names lower-cased) and the whole body."""
@@ -107,7 +89,7 @@ class BlobRest:
         account_name: str | None = None,
         account_key: str | None = None,
         token_credential: TokenCredential | None = None,
-        http: Exchange | None = None,
+        http: StdlibTransport | None = None,
     ) -> None:
         if (account_key is None) == (token_credential is None):
             raise ValueError("exactly one of account_key and token_credential is needed")
@@ -120,7 +102,7 @@ class BlobRest:
         self._credential = token_credential
         self._token: tuple[str, float] | None = None
         self._token_lock = threading.Lock()
-        self._http: Exchange = http or StdlibTransport(connection_timeout=_CONNECT_SECONDS, read_timeout=_READ_SECONDS)
+        self._http = http or StdlibTransport(connection_timeout=_CONNECT_SECONDS, read_timeout=_READ_SECONDS)
 
     @classmethod
     def for_container(cls, container: ContainerClient) -> BlobRest | None:
