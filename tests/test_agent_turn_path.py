@@ -344,27 +344,34 @@ def test_a_pause_is_cut_short_by_a_word_and_otherwise_sleeps_out() -> None:
 class _CommitsLate:
     """A durable client whose first look finds the run uncommitted and every later look finds it.
 
-    ``ticks`` counts turns of the event loop (a task yielding in a loop); each look notes how many had
-    passed, which shows whether the look waited for a timer or only for the loop."""
+    ``timers`` counts the timers the event loop is asked for (``call_at``, which every sleep and
+    timeout goes through); each look, and each end of a pause, notes how many there were by then."""
 
     def __init__(self, committed: dict[str, Any]) -> None:
         self.committed = committed
-        self.ticks = 0
-        self.ticks_at_look: list[int] = []
+        self.timers = 0
+        self.timers_at_look: list[int] = []
+        self.timers_at_word: list[int] = []
 
-    async def tick(self) -> None:
-        while True:
-            self.ticks += 1
-            await asyncio.sleep(0)
+    def count_timers(self, loop: asyncio.AbstractEventLoop) -> None:
+        call_at = loop.call_at
+
+        def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            self.timers += 1
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counted  # type: ignore[method-assign]
 
     async def read_entity_state(self, entity_id: Any) -> _Read:
-        self.ticks_at_look.append(self.ticks)
-        if len(self.ticks_at_look) == 1:
+        self.timers_at_look.append(self.timers)
+        if len(self.timers_at_look) == 1:
             return _Read(True, {**self.committed, "receipts": []})
         return _Read(True, self.committed)
 
 
-def test_after_the_word_the_first_look_waits_one_turn_of_the_loop_and_a_miss_looks_again(slow_polls: None) -> None:
+def test_after_the_word_the_first_look_waits_for_no_timer_and_a_miss_looks_again(
+    slow_polls: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A timer of any length waits a whole millisecond of epoll when nothing else is ready: the first
     # look after the entity's word only lets the loop run what is queued (the host's commit). When the
     # commit is not done yet, the next look comes after _AFTER_WAKE_SECONDS, not after a poll interval.
@@ -374,28 +381,30 @@ def test_after_the_word_the_first_look_waits_one_turn_of_the_loop_and_a_miss_loo
     committed = first.state
     correlation_id = committed["receipts"][-1]["correlation_id"]
     client = _CommitsLate(committed)
+    pause = _wakeups.pause
+
+    async def noted_pause(woken: asyncio.Event | None, seconds: float) -> bool:
+        word = await pause(woken, seconds)
+        if word:
+            client.timers_at_word.append(client.timers)
+        return word
+
+    monkeypatch.setattr(_wakeups, "pause", noted_pause)
 
     async def main() -> Any:
-        ticker = asyncio.create_task(client.tick())
-        await asyncio.sleep(0)
+        client.count_timers(asyncio.get_running_loop())
         woken = asyncio.Event()
         woken.set()  # the word came before the wait began
-        try:
-            return await asyncio.wait_for(
-                _api(transcripts).wait_for_receipt(
-                    client,  # type: ignore[arg-type]
-                    AgentSessionId("Joker", "s1"),
-                    correlation_id,
-                    timeout=50,
-                    woken=woken,
-                ),
-                30,
-            )
-        finally:
-            ticker.cancel()
+        return await _api(transcripts).wait_for_receipt(
+            client,  # type: ignore[arg-type]
+            AgentSessionId("Joker", "s1"),
+            correlation_id,
+            timeout=50,
+            woken=woken,
+        )
 
-    receipt = asyncio.run(main())
+    receipt = asyncio.run(asyncio.wait_for(main(), 30))
     assert receipt is not None and receipt.correlation_id == correlation_id
-    assert len(client.ticks_at_look) == 2
-    assert client.ticks_at_look[0] <= 3  # a 0.3 ms timer lets the ticker turn dozens of times or more
-    assert client.ticks_at_look[1] > client.ticks_at_look[0]
+    assert len(client.timers_at_look) == 2 and len(client.timers_at_word) == 1
+    assert client.timers_at_look[0] == client.timers_at_word[0]  # no timer between the word and the look
+    assert client.timers_at_look[1] > client.timers_at_look[0]  # the look again waited _AFTER_WAKE_SECONDS
