@@ -491,9 +491,17 @@ def test_readme_module_snippets_run(snippet: Snippet, tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.parametrize("group", _readme_groups(), ids=lambda g: g[0].where if g[0] else "?")
 def test_readme_apps_serve_their_http_snippets(
-    group: tuple[Snippet, list[Snippet]], azurite: AzuriteInstance, model: FakeOpenAIServer, tmp_path: Path
+    group: tuple[Snippet, list[Snippet]],
+    azurite: AzuriteInstance,
+    model: FakeOpenAIServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     app, followers = group
+    if "blob_trigger" in app.code:
+        # A blob trigger fires on every blob its path matches, those other tests left in the session's
+        # Azurite too (the product description's app writes uploads/*.txt): this app gets its own.
+        azurite = request.getfixturevalue("own_azurite")
     if app.kind == "excerpt":
         # What `./dev start` serves: the root app, on the offline model of a fresh machine.
         folder = _root_copy(tmp_path)
