@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import random
 import threading
@@ -64,6 +65,20 @@ def test_a_turn_decodes_and_encodes_the_session_once(codec_calls: dict[str, int]
     seen = [m.text for m in client.calls[-1].messages]
     assert seen[-1] == "one more" and len(seen) <= 41
     assert AgentState.from_state(_stored(context)).window[-1]["role"] == "assistant"
+
+
+def test_a_restored_state_sets_every_field_its_defaults_would() -> None:
+    # from_state skips the defaults (restore_state replaces them): a factory-made field restore_state
+    # forgot would be missing here (a plain default still reads as the class's, as before).
+    entity, _, _ = make(Reply.text("one"), Reply.text("two"))
+    stored = _stored(run(entity, _stored(run(entity, None, "first", "c1")), "second", "c2"))
+    restored = AgentState.from_state(stored)
+    expected = AgentState()
+    expected.restore_state(stored)
+    for item in dataclasses.fields(AgentState):
+        assert getattr(restored, item.name) == getattr(expected, item.name) or item.name == "session", item.name
+    assert restored.session.to_dict() == expected.session.to_dict()
+    assert restored.turns == 2 and list(restored.receipts) == ["c1", "c2"]
 
 
 def test_a_failed_run_decodes_the_stored_session_again_to_roll_back(codec_calls: dict[str, int]) -> None:
