@@ -95,14 +95,13 @@ class BlobRest:
             raise ValueError("exactly one of account_key and token_credential is needed")
         url = urlsplit(container_url.rstrip("/"))
         self._scheme, self._netloc = url.scheme, url.netloc
-        self._origin = f"{url.scheme}://{url.netloc}"
         self._path = url.path  # already encoded, as the SDK keeps it (e.g. /devstoreaccount1/<container>)
         self._account = account_name or ""
         self._key = base64.b64decode(account_key) if account_key is not None else b""
         self._credential = token_credential
         self._token: tuple[str, float] | None = None
         self._token_lock = threading.Lock()
-        self._http = http or StdlibTransport(connection_timeout=_CONNECT_SECONDS, read_timeout=_READ_SECONDS)
+        self._http = http or StdlibTransport()
 
     @classmethod
     def for_container(cls, container: ContainerClient) -> BlobRest | None:
@@ -182,7 +181,7 @@ class BlobRest:
         target = path
         if query:
             target += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
-        url = self._origin + target
+        url = f"{self._scheme}://{self._netloc}{target}"  # Retry's history names it
         retry = _RETRIES
         while True:
             sent = {"x-ms-version": API_VERSION, "x-ms-date": formatdate(usegmt=True), **(headers or {})}
@@ -191,7 +190,14 @@ class BlobRest:
             sent["Authorization"] = self._authorization(method, path, sent, query or {})
             try:
                 status, _, raw_headers, data = self._http.exchange(
-                    method, self._scheme, self._netloc, target, body, sent
+                    method,
+                    self._scheme,
+                    self._netloc,
+                    target,
+                    body,
+                    sent,
+                    read_timeout=_READ_SECONDS,
+                    connection_timeout=_CONNECT_SECONDS,
                 )
             except (ServiceRequestError, ServiceResponseError) as exc:
                 # In Retry's terms a failed connect is a connect error, a failed exchange a read error.

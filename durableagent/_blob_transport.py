@@ -193,31 +193,30 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         headers: dict[str, str],
         *,
         verify: bool = True,
-        read_timeout: float | None = None,
-        connection_timeout: float | None = None,
+        read_timeout: float | None,
+        connection_timeout: float | None,
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         """One request on this thread's kept connection to ``scheme://netloc``: status, reason, headers, body.
 
         A reused connection the server dropped as the request went out is replaced and the request
-        sent once more; nothing else is retried here (the caller's policy decides).
+        sent once more; nothing else is retried here (the caller's policy decides). A timeout of
+        ``None`` waits as long as it takes, as a socket's does.
 
         Raises:
             ServiceRequestError: Could not connect.
             ServiceResponseError: The exchange failed after connecting.
         """
-        timeout = self._read_timeout if read_timeout is None else read_timeout
-        opening = self._connection_timeout if connection_timeout is None else connection_timeout
-        connection, reused = self._connection(scheme, netloc, verify, opening)
+        connection, reused = self._connection(scheme, netloc, verify, connection_timeout)
         try:
             try:
-                response = self._exchange(connection, method, target, body, headers, timeout)
+                response = self._exchange(connection, method, target, body, headers, read_timeout)
             except _DROPPED:
                 if not reused:
                     raise
                 # Closed by the server as this request went out: once more, on a fresh connection.
                 self._discard(connection)
-                connection, _ = self._connection(scheme, netloc, verify, opening)
-                response = self._exchange(connection, method, target, body, headers, timeout)
+                connection, _ = self._connection(scheme, netloc, verify, connection_timeout)
+                response = self._exchange(connection, method, target, body, headers, read_timeout)
         except (ServiceRequestError, ServiceResponseError):
             self._discard(connection)
             raise
@@ -239,7 +238,7 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         target: str,
         body: bytes | bytearray | None,
         headers: dict[str, str],
-        timeout: float,
+        timeout: float | None,
     ) -> tuple[int, str, list[tuple[str, str]], bytes, bool]:
         if connection.sock is None:
             try:
@@ -255,7 +254,7 @@ class StdlibTransport(HttpTransport):  # type: ignore[type-arg]
         return response.status, response.reason, response.getheaders(), data, not response.will_close
 
     def _connection(
-        self, scheme: str, netloc: str, verify: bool, timeout: float
+        self, scheme: str, netloc: str, verify: bool, timeout: float | None
     ) -> tuple[http.client.HTTPConnection, bool]:
         kept: dict[tuple[str, str, bool], http.client.HTTPConnection] | None = getattr(self._local, "kept", None)
         if kept is None:

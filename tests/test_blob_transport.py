@@ -253,6 +253,21 @@ def test_a_stalled_answer_is_a_response_timeout() -> None:
         _get(StdlibTransport(read_timeout=0.2), server.url + "/a")
 
 
+def test_a_read_timeout_given_per_call_wins_and_none_waits_as_long_as_it_takes() -> None:
+    # As azure-core's own transports: a per-call read_timeout replaces the transport's, None included.
+    def slow(connection: int, request: int, conn: socket.socket, head: bytes) -> bool:
+        time.sleep(0.5)
+        conn.sendall(OK)
+        return True
+
+    with scripted(slow) as server:
+        transport = StdlibTransport(read_timeout=0.1)
+        assert _get(transport, server.url + "/a", read_timeout=None).body() == b"ok"
+        assert _get(transport, server.url + "/b", read_timeout=2.0).body() == b"ok"
+        with pytest.raises(ServiceResponseTimeoutError):
+            _get(transport, server.url + "/c")
+
+
 def test_a_refused_connection_is_a_request_error(free_ports: Callable[[int], list[int]]) -> None:
     (port,) = free_ports(1)
     with pytest.raises(ServiceRequestError):
