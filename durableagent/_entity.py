@@ -224,30 +224,25 @@ class AgentEntity:
             # bounds: the run fails and its URL settles; the conversation is untouched.
             _log.warning("Agent %s refused run %s: %s", self.config.name, correlation_id, problem["code"])
             return self._fail(state, session, request, correlation_id, problem)
-        # What a crashed earlier attempt left (its turn blob, its journal) is listed while the agent
-        # prepares the run; the journal's middleware waits for it before the first model call.
-        lookup = transcripts.look_up_attempt(session, state.turns, correlation_id)
-        journal = TurnJournal(transcripts, session, state.turns, correlation_id, pending=lookup)
+        # What a crashed earlier attempt left (its turn blob, its journal): one listing, before the run.
+        # It runs on this thread: a listing beside the agent's preparation (issue 13) cost two hand-offs
+        # between threads, more than it overlapped under the GIL. A listing that fails raises from
+        # here: storage could not be read, which is not the agent's failure; nothing is recorded.
+        earlier = transcripts.attempt(session, state.turns, correlation_id)
+        try:
+            journal = TurnJournal(transcripts, session, state.turns, correlation_id, earlier)
+        except TurnAlreadyWritten as written:
+            # The turn was written but the entity did not commit (a crash): adopt it as it is.
+            return self._commit_turn(state, session, request, written.record, transcript_written=True)
         # The run changes the session in place; a failure puts back the stored one, decoded only then.
         before = state.session_snapshot()
         try:
-            if not self._journaled:
-                journal.settle(lookup.result())  # no middleware to wait in: wait before the run
             response, run_session = self._call_agent(state, session, request, journal)
-            # A run that made no model call never waited: whatever the listing found still counts.
-            journal.settle(lookup.result())
             value = None
             if analysis is not None:
                 value = _checked_structured_value(response, request["responseSchema"], analysis)
-        except TurnAlreadyWritten as written:
-            # The turn was written but the entity did not commit (a crash): adopt it as it is.
-            state.rollback_session(before)
-            return self._commit_turn(state, session, request, written.record, transcript_written=True)
         except Exception as exc:  # the agent's failure is recorded, never raised out of the entity
             state.rollback_session(before)
-            if lookup.done() and lookup.exception() is not None:
-                # Storage could not be read: not the agent's failure. The operation fails, unrecorded.
-                raise
             error = classify_failure(exc)
             # The code and the exception's type and place; its text may echo the model request.
             _log.warning(

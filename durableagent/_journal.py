@@ -19,7 +19,6 @@ import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Future
 from typing import Any
 
 from agent_framework import (
@@ -65,39 +64,26 @@ class TurnJournal:
         session: AgentSessionId,
         turn: int,
         correlation_id: str,
-        pending: Future[TurnAttempt],
+        earlier: TurnAttempt,
     ) -> None:
+        """Start an attempt from what earlier attempts left (``earlier``, listed before the run).
+
+        Raises:
+            TurnAlreadyWritten: An earlier attempt of this run wrote the turn's blob: adopt it.
+        """
         self._store = store
         self._session = session
         self._turn = turn
         self._correlation_id = correlation_id
-        self._recorded: dict[str, dict[str, Any]] = {}
-        # What earlier attempts left, still being listed while the agent prepares its run: the first
-        # model or tool call waits for it (``ready``), so the listing costs the turn little time.
-        # None once settled.
-        self._pending: Future[TurnAttempt] | None = pending
+        record = earlier.record
+        if record is not None and record.get("correlationId") == correlation_id:
+            raise TurnAlreadyWritten(record)
+        self._recorded: dict[str, dict[str, Any]] = dict(earlier.journal)
+        if earlier.journal:
+            _log.info("Run %s resumes from its journal (%d recorded steps)", correlation_id, len(earlier.journal))
         self._model_calls = 0
         self.replayed = 0
         """Steps answered from the record in this attempt."""
-
-    def settle(self, attempt: TurnAttempt) -> None:
-        """Take in what earlier attempts left; raises :class:`TurnAlreadyWritten` when the turn is done."""
-        if self._pending is None:
-            return
-        self._pending = None
-        record = attempt.record
-        if record is not None and record.get("correlationId") == self._correlation_id:
-            raise TurnAlreadyWritten(record)
-        self._recorded.update(attempt.journal)
-        if attempt.journal:
-            _log.info("Run %s resumes from its journal (%d recorded steps)", self._correlation_id, len(attempt.journal))
-
-    async def ready(self) -> None:
-        """Wait for the listing of earlier attempts (before any model or tool call of the turn)."""
-        pending = self._pending
-        if pending is not None:
-            attempt = await asyncio.wrap_future(pending)
-            self.settle(attempt)
 
     @property
     def entries(self) -> list[str]:
@@ -159,7 +145,6 @@ class _ChatJournal(ChatMiddleware):
         self._journal = journal
 
     async def process(self, context: ChatContext, call_next: Callable[[], Awaitable[None]]) -> None:
-        await self._journal.ready()
         entry = self._journal.next_model_entry()
         recorded = self._journal.recorded(entry)
         if recorded is not None:
@@ -209,7 +194,6 @@ class _FunctionJournal(FunctionMiddleware):
         self._journal = journal
 
     async def process(self, context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
-        await self._journal.ready()
         call_id = context.metadata.get(CALL_ID_KEY)
         if not isinstance(call_id, str) or not call_id:
             await call_next()

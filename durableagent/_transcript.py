@@ -111,10 +111,6 @@ class TranscriptStore:
         attempt.journal = {n[len(journal_prefix) : -len(".json")]: v for n, v in found.items() if v is not None}
         return attempt
 
-    def look_up_attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> Future[TurnAttempt]:
-        """:meth:`attempt` in the background: the run prepares meanwhile and waits before its first call."""
-        return self._pool.submit(self.attempt, session, turn, correlation_id)
-
     def write_journal(
         self, session: AgentSessionId, turn: int, correlation_id: str, entry: str, data: dict[str, Any]
     ) -> None:

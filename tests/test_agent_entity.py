@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -80,11 +78,6 @@ class MemoryTranscripts:
     def attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> TurnAttempt:
         entries = {k[3]: v for k, v in self.journal.items() if k[:3] == (str(session), turn, correlation_id)}
         return TurnAttempt(record=self.read_turn(session, turn), journal=entries)
-
-    def look_up_attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> Future[TurnAttempt]:
-        found: Future[TurnAttempt] = Future()
-        found.set_result(self.attempt(session, turn, correlation_id))
-        return found
 
     def write_journal(
         self, session: AgentSessionId, turn: int, correlation_id: str, entry: str, data: dict[str, Any]
@@ -488,20 +481,23 @@ def test_a_role_from_another_path_is_normalised_as_the_edge_does() -> None:
     assert transcripts.read_turn(AgentSessionId("Joker", "s1"), 0)["request"]["role"] == "user"
 
 
-# The listing of earlier attempts runs while the agent prepares (issue 13) -------------------------
+# The listing of earlier attempts comes before the run, on the entity's thread (issue 13) -----------
 
 
-class _SlowListing(MemoryTranscripts):
-    """Transcripts whose listing of earlier attempts finishes only when the test says so."""
+class _GatedListing(MemoryTranscripts):
+    """Transcripts whose listing of earlier attempts notes whether the agent had started, then answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: threading.Event, outcome: TurnAttempt | BaseException) -> None:
         super().__init__()
-        self.pending: Future[TurnAttempt] | None = None
-        self.override: TurnAttempt | None = None
+        self._started = started
+        self._outcome = outcome
+        self.listed_after_start: list[bool] = []
 
-    def look_up_attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> Future[TurnAttempt]:
-        self.pending = Future()
-        return self.pending
+    def attempt(self, session: AgentSessionId, turn: int, correlation_id: str) -> TurnAttempt:
+        self.listed_after_start.append(self._started.is_set())
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
 
 
 def _agent_started_gate(client: ScriptedChatClient) -> tuple[Agent, threading.Event]:
@@ -519,40 +515,18 @@ def _entity_with(transcripts: MemoryTranscripts, agent: Any) -> AgentEntity:
     return AgentEntity(EntityConfig(name="Joker", agent=agent, transcripts=lambda: transcripts))
 
 
-def _resolve_after_start(
-    transcripts: _SlowListing, started: threading.Event, client: ScriptedChatClient, outcome: Any
-) -> list[int]:
-    """From another thread: once the run started, note the model calls so far, then end the listing."""
-    seen: list[int] = []
-
-    def finish() -> None:
-        assert started.wait(30)
-        time.sleep(0.05)  # the run is waiting for the listing now, if it waits at all
-        seen.append(len(client.calls))
-        assert transcripts.pending is not None
-        if isinstance(outcome, BaseException):
-            transcripts.pending.set_exception(outcome)
-        else:
-            transcripts.pending.set_result(outcome)
-
-    threading.Thread(target=finish, daemon=True).start()
-    return seen
-
-
-def test_the_first_model_call_waits_for_the_listing_that_runs_beside_the_agents_preparation() -> None:
+def test_the_listing_of_earlier_attempts_ends_before_the_agent_starts() -> None:
     client = ScriptedChatClient(Reply.text("hi"))
     agent, started = _agent_started_gate(client)
-    transcripts = _SlowListing()
-    seen = _resolve_after_start(transcripts, started, client, TurnAttempt())
+    transcripts = _GatedListing(started, TurnAttempt())
     done = run(_entity_with(transcripts, agent), None, "hello", "c1")
-    assert seen == [0]  # the run had started, and no model call was made before the listing ended
-    assert done.result["status"] == "success" and len(client.calls) == 1
+    assert transcripts.listed_after_start == [False]  # listed once, before the run began
+    assert started.is_set() and done.result["status"] == "success" and len(client.calls) == 1
 
 
-def test_a_turn_written_by_a_crashed_attempt_is_adopted_when_the_listing_ends_late() -> None:
+def test_a_turn_written_by_a_crashed_attempt_is_adopted_without_starting_the_agent() -> None:
     client = ScriptedChatClient(Reply.text("never asked"))
     agent, started = _agent_started_gate(client)
-    transcripts = _SlowListing()
     written = {
         "turn": 0,
         "correlationId": "c1",
@@ -562,20 +536,32 @@ def test_a_turn_written_by_a_crashed_attempt_is_adopted_when_the_listing_ends_la
         ],
         "text": "from the crashed attempt",
     }
-    _resolve_after_start(transcripts, started, client, TurnAttempt(record=written))
+    transcripts = _GatedListing(started, TurnAttempt(record=written))
     done = run(_entity_with(transcripts, agent), None, "hello", "c1")
-    assert client.calls == []  # adopted: no model call
+    assert client.calls == [] and not started.is_set()  # adopted: no run, no model call
     assert done.result["status"] == "success" and done.result["text"] == "from the crashed attempt"
     state = AgentState.from_state(done.state)
     assert state.turns == 1 and [m["role"] for m in state.window] == ["user", "assistant"]
 
 
+def test_a_turn_blob_left_by_another_run_is_not_adopted() -> None:
+    # A crashed attempt of another run at the same turn number left its blob: this run runs and replaces it.
+    client = ScriptedChatClient(Reply.text("fresh"))
+    agent, started = _agent_started_gate(client)
+    other = {"turn": 0, "correlationId": "other", "messages": [], "text": "not mine"}
+    transcripts = _GatedListing(started, TurnAttempt(record=other))
+    done = run(_entity_with(transcripts, agent), None, "hello", "c1")
+    assert done.result["status"] == "success" and done.result["text"] == "fresh" and len(client.calls) == 1
+    written = transcripts.read_turn(AgentSessionId.parse("@Joker@s1", "Joker"), 0)
+    assert written is not None and written["correlationId"] == "c1"
+
+
 def test_a_listing_that_fails_fails_the_operation_and_records_nothing() -> None:
     client = ScriptedChatClient(Reply.text("never asked"))
     agent, started = _agent_started_gate(client)
-    transcripts = _SlowListing()
-    _resolve_after_start(transcripts, started, client, OSError("storage unavailable"))
+    transcripts = _GatedListing(started, OSError("storage unavailable"))
     context = FakeContext("run_agent", "s1", None, {"message": "hello", "correlationId": "c1", "requestHash": "h"})
     with pytest.raises(OSError):
         _entity_with(transcripts, agent)(context)
-    assert client.calls == [] and context.state is None and transcripts.writes == 0
+    assert client.calls == [] and not started.is_set()
+    assert context.state is None and transcripts.writes == 0
