@@ -216,6 +216,24 @@ def test_scripted_client_answers_get_response_directly() -> None:
     assert response.text == "direct" and response.model == "my-model"
 
 
+def test_scripted_client_without_records_keeps_no_call_and_numbers_its_responses() -> None:
+    # A long-running app (the benchmarks) must not keep every message the model saw.
+    client = ScriptedChatClient(Reply.text("one"), record_calls=False)
+    first = run(client.get_response([Message(role="user", contents=["hi"])]))
+    second = run(client.get_response([Message(role="user", contents=["again"])]))
+    assert (first.text, second.text) == ("one", "echo: again")
+    assert client.calls == []
+    assert (first.response_id, second.response_id) == ("scripted-1", "scripted-2")
+
+
+def test_scripted_response_ids_keep_counting_after_the_records_are_cleared() -> None:
+    client = ScriptedChatClient()
+    run(client.get_response([Message(role="user", contents=["a"])]))
+    client.clear_calls()
+    later = run(client.get_response([Message(role="user", contents=["b"])]))
+    assert later.response_id == "scripted-2" and len(client.calls) == 1
+
+
 # OfflineChatClient --------------------------------------------------------------------------------
 
 

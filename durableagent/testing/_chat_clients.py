@@ -180,7 +180,9 @@ class ScriptedChatClient(_InProcessChatClient):
     """An Agent Framework chat client that answers from a script of ``Reply`` objects, in process.
 
     Replies are consumed in call order; when the script is empty the responder answers (default:
-    ``"echo: <last user message>"``). Every call is recorded in ``calls``. ``Reply.tool_call``
+    ``"echo: <last user message>"``). Every call is recorded in ``calls`` unless ``record_calls`` is
+    false (a long-running app or benchmark: each record keeps the messages the model saw, so the
+    records grow without bound). ``Reply.tool_call``
     makes the model ask for a tool, which Agent Framework's function loop runs before calling the
     model again; ``Reply.json`` answers a ``response_format`` request; ``Reply.error`` raises
     ``ScriptedModelError`` (a ``ChatClientException``, as the OpenAI clients raise).
@@ -189,6 +191,7 @@ class ScriptedChatClient(_InProcessChatClient):
         *replies: The initial script.
         responder: Answers unscripted calls from the messages the model sees.
         model: The model name reported on responses.
+        record_calls: Whether to keep each call in ``calls``.
         **layers: ``middleware`` and ``function_invocation_configuration``, as for the OpenAI clients.
     """
 
@@ -199,15 +202,18 @@ class ScriptedChatClient(_InProcessChatClient):
         *replies: Reply,
         responder: MessagesResponder | None = None,
         model: str = "scripted-model",
+        record_calls: bool = True,
         **layers: Any,
     ) -> None:
         super().__init__(**layers)
         self.model = model
+        self._record_calls = record_calls
         # Agents may call from several threads/loops at once: the script and records share a lock.
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque(replies)
         self._responder: MessagesResponder = responder or self._echo
         self._calls: list[ScriptedCall] = []
+        self._answered = 0
         self._call_ids = 0
 
     @staticmethod
@@ -243,7 +249,10 @@ class ScriptedChatClient(_InProcessChatClient):
 
     def _answer(self, messages: list[Message], options: Mapping[str, Any], stream: bool) -> _Answer:
         with self._lock:
-            self._calls.append(ScriptedCall(messages, dict(options), stream))
+            if self._record_calls:
+                self._calls.append(ScriptedCall(messages, dict(options), stream))
+            self._answered += 1
+            answered = self._answered
             reply = self._script.popleft() if self._script else None
             responder = self._responder
         if reply is None:
@@ -259,7 +268,7 @@ class ScriptedChatClient(_InProcessChatClient):
             )
         response = ChatResponse(
             messages=[Message(role="assistant", contents=contents)],
-            response_id=f"scripted-{len(self.calls)}",
+            response_id=f"scripted-{answered}",
             model=self.model,
             finish_reason="tool_calls" if reply.calls else "stop",
             usage_details=_usage(messages, contents),
