@@ -151,19 +151,22 @@ def _not_found(what: str) -> web.Response:
 
 async def _read_body(request: web.Request) -> bytes:
     """The body, at most ``MAX_BODY_BYTES`` (refused before reading when Content-Length says more)."""
-    too_large = ManagementError(
-        413,
-        f"The request body is larger than the management API accepts ({MAX_BODY_BYTES} bytes).",
-        code=BODY_TOO_LARGE,
-    )
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise too_large
+        raise _body_too_large()
     body = bytearray()
     async for chunk in request.content.iter_chunked(1 << 16):
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise too_large
+            raise _body_too_large()
     return bytes(body)
+
+
+def _body_too_large() -> ManagementError:
+    return ManagementError(
+        413,
+        f"The request body is larger than the management API accepts ({MAX_BODY_BYTES} bytes).",
+        code=BODY_TOO_LARGE,
+    )
 
 
 async def _body_text(request: web.Request) -> str:
