@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -66,10 +67,22 @@ async def _serve(options: HostOptions) -> int:
     for line in host.describe_functions():
         print(line)
     print(f"Host started on http://localhost:{options.port} (task hub state in {host.state_dir})", flush=True)
+    settle_heap()
     await stop.wait()
     print("Stopping the host...", flush=True)
     await host.stop()
     return 0
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what survives: the modules, the app and the host live as long as the process.
+
+    A full collection otherwise walks all of them again each time, 30-40 ms with the GIL held every few
+    hundred turns under load, stalling every request in flight. Only this process's own entry point
+    does it: the process is the host's for its whole life (tests that start hosts in process do not).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run(argv: Sequence[str] | None, *, prog: str, with_subcommand: bool) -> int:
