@@ -150,21 +150,23 @@ class AgentState:
     def trim(self, limits: StateLimits) -> None:
         """Drop the oldest window messages until within bounds, never starting mid tool exchange."""
         window = self.window
-        # Each message is measured once: the compact JSON of a list is its items' JSON, a comma
-        # between each two and the brackets, so the sum equals _size(window) without re-encoding it.
-        sizes = [_size(m) for m in window]
-        total = sum(sizes) + max(len(sizes) - 1, 0) + 2
 
-        def drop() -> None:
-            nonlocal total
-            window.pop(0)
-            total -= sizes.pop(0) + (1 if sizes else 0)
-
-        while window and (len(window) > limits.window_messages or total > limits.window_bytes):
-            drop()
+        def drop() -> list[dict[str, Any]]:
+            gone = [window.pop(0)]
             # A window must start at a user turn: drop the rest of a cut exchange too.
             while window and window[0].get("role") not in ("user", "system"):
-                drop()
+                gone.append(window.pop(0))
+            return gone
+
+        # Both bounds shrink as messages leave the front, so the count can be met first, unmeasured.
+        while window and len(window) > limits.window_messages:
+            drop()
+        # Then the rest is encoded once, not message by message. The compact JSON of a list is its
+        # items' JSON, a comma between each two and the brackets: what leaves takes its own size and a
+        # comma with it (an emptied window ends the loop, so its last item's missing comma is moot).
+        total = _size(window)
+        while window and total > limits.window_bytes:
+            total -= sum(_size(m) + 1 for m in drop())
 
     # Receipts ------------------------------------------------------------------------------------
 
