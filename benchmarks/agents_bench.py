@@ -401,6 +401,8 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
             conn.close()
 
     meter = CpuMeter(runner.host.pid, azurite_pid)
+    # This process's own CPU (not its children): the load generator's share of the machine.
+    client_began = time.process_time()
     began = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -408,6 +410,7 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    client_cpu = time.process_time() - client_began
     return {
         "sessions": sessions,
         "turns_per_session": turns,
@@ -420,6 +423,8 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
         "post_p50_ms": percentile(latencies, 50) if latencies else None,
         "post_p99_ms": percentile(latencies, 99) if latencies else None,
         **meter.per_turn_ms(len(latencies)),
+        "client_cpu_ms": client_cpu * 1000 / len(latencies) if latencies else None,
+        "cpus": os.cpu_count(),
     }
 
 
