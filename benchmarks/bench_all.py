@@ -16,7 +16,9 @@ It runs, one after the other so that none disturbs another:
    durably through the local host, and how soon a waiting start answers after the run settles;
 5. ``blob_transport_bench.py``: client CPU per blob call, the SDK's default transport against
    ``StdlibTransport`` and ``BlobRest``;
-6. ``agents_bench.py --only ours`` once more, right after the first, on the code as it was before
+6. ``split_hosts_bench.py``: many sessions on one host, then on two independent hosts sharing the
+   load (an upper bound on what splitting the host over two processes could give on this machine);
+7. ``agents_bench.py --only ours`` once more, right after the first, on the code as it was before
    issue 13 (``--before``, a git revision checked out into a temporary worktree, with today's
    benchmark scripts copied in): the many-sessions throughput the 3x row divides by.
 
@@ -193,6 +195,12 @@ def build_rows(results: dict[str, Any], before_label: str) -> list[Row]:
     rows.append(Row("   many sessions turns/s, ours / upstream", f"{_num(many)} / {_num(many_up)}",
                     _div(many, many_up), "(info)", lambda v: True))  # fmt: skip
     rows.extend(capacity_rows(get(ours, "many") or {}, get(results.get("before", {}), "ours", "many") or {}))
+    split = results.get("split", {})
+    one, two = get(split, "summary", "1", "turns_per_second"), get(split, "summary", "2", "turns_per_second")
+    busy = get(split, "summary", "2", "cores_busy")
+    rows.append(Row("   many sessions, two independent hosts / one (the most splitting the host could give)",
+                    f"{_num(two)} / {_num(one)}, {_num(busy)} of {os.cpu_count()} CPUs busy", _div(two, one),
+                    "(info)", lambda v: True))  # fmt: skip
     walls = fan_out_walls(results.get("devhost", {}))
     k = exponent(walls)
     shown = ", ".join(f"{w}: {s:.2f} s" for w, s in sorted(walls.items())) or "n/a"
@@ -288,6 +296,7 @@ def main() -> int:
         Step("devhost", [python, str(BENCH / "devhost_bench.py"), "--samples", "100", "--fan-out", fan]),
         Step("workflows", [python, str(BENCH / "workflows_bench.py")]),
         Step("blob_transport", [python, str(BENCH / "blob_transport_bench.py")]),
+        Step("split", [python, str(BENCH / "split_hosts_bench.py"), *(["--sessions", "50"] if args.quick else [])]),
     ]
     if not args.only:
         if DBOS_PYTHON.exists():
