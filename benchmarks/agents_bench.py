@@ -350,14 +350,18 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 class CpuMeter:
-    """Host and Azurite CPU over a stretch of turns."""
+    """Host and Azurite CPU over a stretch of turns (the hosts' summed when there are several)."""
 
-    def __init__(self, host_pid: int | None, azurite_pid: int | None) -> None:
-        self._pids = (host_pid, azurite_pid)
-        self._start = tuple(cpu_seconds(p) for p in self._pids)
+    def __init__(self, host_pid: int | list[int | None] | None, azurite_pid: int | None) -> None:
+        self._hosts = host_pid if isinstance(host_pid, list) else [host_pid]
+        self._azurite = azurite_pid
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        return sum(cpu_seconds(p) for p in self._hosts), cpu_seconds(self._azurite)
 
     def per_turn_ms(self, turns: int) -> dict[str, float | None]:
-        host, azurite = (cpu_seconds(p) - s for p, s in zip(self._pids, self._start, strict=True))
+        host, azurite = (now - start for now, start in zip(self._now(), self._start, strict=True))
         if turns <= 0:
             return {"host_cpu_ms": None, "azurite_cpu_ms": None, "cpu_ms": None}
         return {
@@ -367,20 +371,31 @@ class CpuMeter:
         }
 
 
-def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azurite_pid: int | None) -> dict[str, Any]:
-    """``sessions`` x ``turns`` waiting turns from ``clients`` threads, each on its own connection."""
+def many_sessions(
+    runner: Runner | list[Runner],
+    sessions: int,
+    turns: int,
+    clients: int,
+    azurite_pid: int | None,
+    prefix: str = "many",
+) -> dict[str, Any]:
+    """``sessions`` x ``turns`` waiting turns from ``clients`` threads, each on its own connection.
+
+    With several runners (hosts), client ``i`` sends to host ``i`` modulo their number.
+    """
+    runners = runner if isinstance(runner, list) else [runner]
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def client(index: int) -> None:
-        conn = runner.host.connect()
+        mine = runners[index % len(runners)]
+        conn = mine.host.connect()
         try:
             for session in range(index, sessions, clients):
+                name = f"{prefix}{session}"
                 for number in range(1, turns + 1):
-                    body = json.dumps(
-                        runner.side.body(runner.message(f"many{session}", number), f"many{session}", True)
-                    )
+                    body = json.dumps(mine.side.body(mine.message(name, number), name, True))
                     began = time.perf_counter()
                     try:
                         conn.request("POST", RUN_PATH, body=body.encode(), headers={"Content-Type": "application/json"})
@@ -388,7 +403,7 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
                         raw = response.read()
                     except (OSError, http.client.HTTPException) as exc:
                         conn.close()
-                        conn = runner.host.connect()
+                        conn = mine.host.connect()
                         with lock:
                             errors.append(f"{type(exc).__name__}: {exc}")
                         continue
@@ -400,7 +415,7 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
         finally:
             conn.close()
 
-    meter = CpuMeter(runner.host.pid, azurite_pid)
+    meter = CpuMeter([r.host.pid for r in runners], azurite_pid)
     # This process's own CPU (not its children): the load generator's share of the machine.
     client_began = time.process_time()
     began = time.perf_counter()
@@ -411,7 +426,14 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
         thread.join()
     wall = time.perf_counter() - began
     client_cpu = time.process_time() - client_began
+    cpu = meter.per_turn_ms(len(latencies))
+    client_ms = client_cpu * 1000 / len(latencies) if latencies else None
+    busy = None
+    if wall > 0 and cpu["cpu_ms"] is not None and client_ms is not None:
+        # Every process of the run (host(s), Azurite, this load generator): CPUs kept busy on average.
+        busy = (cpu["cpu_ms"] + client_ms) * len(latencies) / 1000 / wall
     return {
+        "hosts": len(runners),
         "sessions": sessions,
         "turns_per_session": turns,
         "clients": clients,
@@ -422,8 +444,9 @@ def many_sessions(runner: Runner, sessions: int, turns: int, clients: int, azuri
         "turns_per_second": len(latencies) / wall if wall > 0 else None,
         "post_p50_ms": percentile(latencies, 50) if latencies else None,
         "post_p99_ms": percentile(latencies, 99) if latencies else None,
-        **meter.per_turn_ms(len(latencies)),
-        "client_cpu_ms": client_cpu * 1000 / len(latencies) if latencies else None,
+        **cpu,
+        "client_cpu_ms": client_ms,
+        "cores_busy": busy,
         "cpus": os.cpu_count(),
     }
 

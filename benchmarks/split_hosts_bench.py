@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from _benchkit import command_line, machine_info
-from agents_bench import OURS, RUN_PATH, BenchHost, Runner, cpu_seconds, percentile, progress
+from agents_bench import OURS, BenchHost, Runner, many_sessions, progress
 from devhost_bench import free_ports
 
 from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
@@ -60,71 +57,6 @@ def hosts(count: int, work: Path, azurite: AzuriteProcess) -> Iterator[list[Runn
             runner.host.stop()
 
 
-def load(runners: list[Runner], azurite_pid: int | None, prefix: str, args: argparse.Namespace) -> dict[str, Any]:
-    """S sessions x T waiting turns from C clients, client ``i`` on host ``i mod len(runners)``."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def client(index: int) -> None:
-        runner = runners[index % len(runners)]
-        conn = runner.host.connect()
-        try:
-            for number in range(index, args.sessions, args.clients):
-                session = f"{prefix}{number}"
-                for turn in range(1, args.turns + 1):
-                    body = json.dumps(OURS.body(runner.message(session, turn), session, True)).encode()
-                    began = time.perf_counter()
-                    try:
-                        conn.request("POST", RUN_PATH, body=body, headers={"Content-Type": "application/json"})
-                        response = conn.getresponse()
-                        response.read()
-                    except (OSError, http.client.HTTPException) as exc:
-                        conn.close()
-                        conn = runner.host.connect()
-                        with lock:
-                            failures.append(f"{type(exc).__name__}: {exc}")
-                        continue
-                    with lock:
-                        if response.status == 200:
-                            latencies.append((time.perf_counter() - began) * 1000)
-                        else:
-                            failures.append(f"HTTP {response.status}")
-        finally:
-            conn.close()
-
-    host_pids = [r.host.pid for r in runners]
-    host_start = sum(cpu_seconds(p) for p in host_pids)
-    azurite_start = cpu_seconds(azurite_pid)
-    client_start = time.process_time()
-    began = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
-    host_cpu = sum(cpu_seconds(p) for p in host_pids) - host_start
-    azurite_cpu = cpu_seconds(azurite_pid) - azurite_start
-    client_cpu = time.process_time() - client_start
-    ok = len(latencies)
-    per_turn = (lambda seconds: seconds * 1000 / ok) if ok else (lambda seconds: None)
-    return {
-        "hosts": len(runners),
-        "ok": ok,
-        "failed": len(failures),
-        "errors": sorted(set(failures))[:5],
-        "seconds": wall,
-        "turns_per_second": ok / wall if wall > 0 else None,
-        "post_p50_ms": percentile(latencies, 50) if latencies else None,
-        "host_cpu_ms": per_turn(host_cpu),
-        "azurite_cpu_ms": per_turn(azurite_cpu),
-        "client_cpu_ms": per_turn(client_cpu),
-        # Every process of the run, host(s) + Azurite + this load generator: CPUs kept busy on average.
-        "cores_busy": (host_cpu + azurite_cpu + client_cpu) / wall if wall > 0 else None,
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=200, help="sessions per round (default 200)")
@@ -145,8 +77,9 @@ def main() -> int:
                     with hosts(count, work / f"r{round_number}", azurite) as runners:
                         # A host's first load runs slower (lazy imports, first blobs of a container):
                         # one round unmeasured, then the measured one on fresh sessions.
-                        load(runners, azurite.pid, f"warm{round_number}-", args)
-                        results[str(count)].append(load(runners, azurite.pid, f"split{round_number}-", args))
+                        for prefix in (f"warm{round_number}-", f"split{round_number}-"):
+                            run = many_sessions(runners, args.sessions, args.turns, args.clients, azurite.pid, prefix)
+                        results[str(count)].append(run)
         finally:
             azurite.stop()
     finally:
