@@ -513,9 +513,13 @@ def _short(raw: bytes, limit: int = 160) -> str:
 
 
 @contextlib.contextmanager
-def running(side: Side, work: Path, azurite: AzuriteProcess, message_chars: int) -> Iterator[Runner]:
-    app_dir = Path(shutil.copytree(side.app, work / side.key, ignore=shutil.ignore_patterns(".durableagent")))
-    hub = f"AgentsBench{side.key.capitalize()}"
+def running(
+    side: Side, work: Path, azurite: AzuriteProcess, message_chars: int, name: str | None = None
+) -> Iterator[Runner]:
+    """A host of ``side``'s app, copied to ``work / name`` (default: the side's key), with a task hub of its own."""
+    name = name or side.key  # letters and digits: it names the task hub too
+    app_dir = Path(shutil.copytree(side.app, work / name, ignore=shutil.ignore_patterns(".durableagent")))
+    hub = f"AgentsBench{name.capitalize()}"
     env = {"AzureWebJobsStorage": azurite.connection_string, "TASKHUB_NAME": hub}
     host = BenchHost(app_dir, free_ports(1)[0], env)
     host.start(timeout=120)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _benchkit import command_line, machine_info
-from agents_bench import OURS, BenchHost, Runner, many_sessions, progress
+from agents_bench import OURS, Runner, many_sessions, progress, running
 from devhost_bench import free_ports
 
 from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
@@ -39,22 +39,11 @@ from durableagent.devhost._azurite import AzuritePorts, AzuriteProcess
 @contextlib.contextmanager
 def hosts(count: int, work: Path, azurite: AzuriteProcess) -> Iterator[list[Runner]]:
     """``count`` hosts of the benchmark app, each with its own copy of the app and its own task hub."""
-    runners: list[Runner] = []
-    try:
-        for index in range(count):
-            skip = shutil.ignore_patterns(".durableagent")
-            copied = shutil.copytree(OURS.app, work / f"hosts{count}-{index}", ignore=skip)
-            app, hub = Path(copied), f"SplitBench{count}x{index}"
-            env = {"AzureWebJobsStorage": azurite.connection_string, "TASKHUB_NAME": hub}
-            host = BenchHost(app, free_ports(1)[0], env)
-            host.start(timeout=120)
-            runners.append(Runner(OURS, host, app / ".durableagent" / f"taskhub-{hub}.sqlite", 100))
-            runners[-1].measure("warmup", 3, 1)  # first invocations import and index code
-        yield runners
-    finally:
+    with contextlib.ExitStack() as stack:
+        runners = [stack.enter_context(running(OURS, work, azurite, 100, f"ours{count}x{i}")) for i in range(count)]
         for runner in runners:
-            runner.close()
-            runner.host.stop()
+            runner.measure("warmup", 3, 1)  # first invocations import and index code
+        yield runners
 
 
 def main() -> int:
@@ -88,11 +77,10 @@ def main() -> int:
     summary: dict[str, Any] = {}
     for count, runs in results.items():
         rates = [r["turns_per_second"] for r in runs if r["turns_per_second"]]
+        busy = [r["cores_busy"] for r in runs if r["cores_busy"] is not None]
         summary[count] = {
             "turns_per_second": statistics.median(rates) if rates else None,
-            "cores_busy": statistics.median(r["cores_busy"] for r in runs if r["cores_busy"] is not None)
-            if runs
-            else None,
+            "cores_busy": statistics.median(busy) if busy else None,
             "failed": sum(r["failed"] for r in runs),
         }
     one, two = summary["1"]["turns_per_second"], summary["2"]["turns_per_second"]
